@@ -1,0 +1,16 @@
+"""Backends place ServiceSpecs somewhere. `get(name, state)` returns one."""
+from __future__ import annotations
+
+from ..errors import AfboxError
+from ..state import FacilityState
+from .base import Backend, ServiceStatus
+
+
+def get(name: str, state: FacilityState) -> Backend:
+    if name == "local":
+        from .local import LocalBackend
+        return LocalBackend(state)
+    raise AfboxError(f"unknown backend {name!r}", hint="known backends: local")
+
+
+__all__ = ["Backend", "ServiceStatus", "get"]

@@ -1,0 +1,38 @@
+"""afbox doctor: what this host has, what is missing and which package provides it."""
+from __future__ import annotations
+
+import click
+
+from .. import host as hostmod, render
+from ..facility import load
+from ..sizing import dask_size
+
+WHY = {"xrootd": "XCache", "xrdcp": "copying root:// files by hand", "k3s": "the k3s backend",
+       "docker": "the docker backend", "apptainer": "containers on HPC", "srun": "HPC (SLURM) mode",
+       "nvidia-smi": "NVIDIA GPUs"}
+
+
+@click.command()
+@click.option("--profile", "-p", default="laptop", show_default=True)
+def doctor(profile):
+    """Check the host: cores, memory, programs found and missing."""
+    h = hostmod.detect()
+    fac = load(profile)
+    size = dask_size(fac, h.cpus, h.memory)
+    click.echo(f"host         {h.hostname}  ({'root' if h.is_root else 'user'})")
+    click.echo(f"cpus         {h.cpus}")
+    click.echo(f"memory       {render.human_bytes(h.memory)}")
+    click.echo(f"slurm        {'job ' + h.slurm_job + ' on ' + (h.slurm_nodes or '?') if h.slurm_job else 'not inside an allocation'}")
+    click.echo(f"dask         {size.workers} workers x {size.threads} threads, "
+               f"{render.human_bytes(size.memory_limit)} each ({profile} profile)")
+    click.echo("programs:")
+    for tool, path in h.tools.items():
+        click.echo(f"  {'ok' if path else '--'} {tool:<11} {path or 'missing (' + WHY.get(tool, '') + ')'}")
+    missing = h.missing()
+    if missing:
+        click.echo("to install what is missing:")
+        for tool, pkg in missing:
+            click.echo(f"  {tool:<11} {pkg}")
+
+
+COMMANDS = [doctor]

@@ -1,0 +1,128 @@
+"""afbox up / down / status / logs / restart."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import click
+
+from .. import events as ev, lifecycle, render
+from ..errors import AfboxError, ServiceFailed
+from ..facility import load, profiles
+from ..naming import resolve_name
+from ..state import FacilityState, known_facilities
+from .options import name_option
+
+
+def _print_events(stream) -> None:
+    for e in stream:
+        click.echo(render.event_line(e))
+
+
+@click.command()
+@click.option("--profile", "-p", default="laptop", show_default=True,
+              help="Facility profile from bundles/: " + ", ".join(profiles()))
+@click.option("--config", "-c", type=click.Path(dir_okay=False), help="Your facility TOML, merged over the profile.")
+@click.option("--name", "-n", default=None, help="Facility name (default from the profile).")
+@click.option("--workers", type=click.IntRange(1), help="Number of Dask workers.")
+@click.option("--threads", type=click.IntRange(1), help="Threads per Dask worker.")
+@click.option("--origin", help="XRootD origin the XCache reads from, e.g. root://eospublic.cern.ch:1094")
+@click.option("--port-base", type=int, help="First port of the facility's port range.")
+@click.option("--workdir", type=click.Path(file_okay=False), help="Where notebooks and outputs live.")
+@click.option("--require", multiple=True, type=click.Choice(["xcache", "jupyter", "dask"]),
+              help="Fail instead of running without this service.")
+def up(profile, config, name, workers, threads, origin, port_base, workdir, require):
+    """Bring the facility up and print its URLs."""
+    over: dict = {"facility": {}, "dask": {}, "xcache": {}}
+    for section, key, value in (("facility", "name", name), ("dask", "workers", workers),
+                                ("dask", "threads_per_worker", threads), ("xcache", "origin", origin),
+                                ("facility", "port_base", port_base), ("facility", "workdir", workdir)):
+        if value is not None:
+            over[section][key] = value
+    if require:
+        over["facility"]["require"] = list(require)
+    fac = load(profile, config, over)
+    click.echo(f"afbox: facility {fac.name!r}, profile {profile}")
+    t0 = time.monotonic()
+    try:
+        _print_events(lifecycle.up(fac))
+    except ServiceFailed as e:
+        click.echo(render.event_line(ev.Event(ev.FAILED, e.service, e.reason)))
+        click.echo("everything this run started has been stopped")
+        raise
+    rec = FacilityState(fac.name).read()
+    click.echo(f"\nfacility {fac.name!r} is up ({time.monotonic() - t0:.1f}s):")
+    for line in render.urls_text(lifecycle.urls(rec), lifecycle.jupyter_login_url(rec)):
+        click.echo(line)
+    click.echo(f"  workdir         {rec['workdir']}")
+    click.echo("\nin a notebook:   import afbox; client = afbox.client()")
+
+
+@click.command()
+@name_option
+def down(name):
+    """Stop every service of the facility. Notebooks, outputs and the data cache are kept."""
+    if name is None and not known_facilities():
+        click.echo("no facility is running; nothing to stop")
+        return
+    _print_events(lifecycle.down(resolve_name(name)))
+
+
+@click.command()
+@name_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (keys documented in README).")
+def status(name, as_json):
+    """Services of the facility: state, health, URL/port, pid, restarts, uptime."""
+    st = lifecycle.status(resolve_name(name))
+    if not as_json and name is None and not known_facilities():
+        click.echo("no facility is running (start one with: afbox up)")
+        return
+    if as_json:
+        click.echo(json.dumps(st, indent=2, sort_keys=True))
+        return
+    for line in render.status_text(st):
+        click.echo(line)
+
+
+@click.command()
+@click.argument("service")
+@name_option
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new lines.")
+@click.option("--lines", "-l", default=50, show_default=True, help="How many lines to show first.")
+def logs(service, name, follow, lines):
+    """Show one service's log (supervisord for the supervisor's own)."""
+    state = FacilityState(resolve_name(name))
+    path = state.logs / f"{service}.log"
+    if not path.exists():
+        known = sorted(p.stem for p in state.logs.glob("*.log")) if state.logs.exists() else []
+        raise AfboxError(f"no log for service {service!r} in facility {state.name!r}",
+                         hint=("services with logs: " + ", ".join(known)) if known else "the facility has not run yet")
+    with path.open(errors="replace") as f:
+        for line in f.readlines()[-lines:]:
+            click.echo(line, nl=False)
+        while follow:
+            line = f.readline()
+            if line:
+                click.echo(line, nl=False)
+            else:
+                time.sleep(0.3)
+
+
+@click.command()
+@click.argument("service")
+@name_option
+def restart(service, name):
+    """Restart one service."""
+    from .. import backends
+    state = FacilityState(resolve_name(name))
+    rec = state.read()
+    if not rec:
+        raise AfboxError(f"facility {state.name!r} is not running", hint="start it with: afbox up")
+    if service not in rec["services"]:
+        raise AfboxError(f"no service {service!r}", hint="services: " + ", ".join(rec["services"]))
+    backends.get(rec["backend"], state).restart(service)
+    click.echo(f"restarted {service}")
+
+
+COMMANDS = [up, down, status, logs, restart]

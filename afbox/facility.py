@@ -1,0 +1,204 @@
+"""The facility spec: a profile from bundles/, a user file merged over it, then flags; validated."""
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import ConfigError
+
+BUNDLES = Path(__file__).resolve().parent.parent / "bundles"
+SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?)?\s*$", re.I)
+
+
+def parse_size(text: str | int) -> int:
+    """'4GiB', '512m', '2G' -> bytes (binary units)."""
+    if isinstance(text, int):
+        return text
+    m = SIZE_RE.match(text)
+    if not m:
+        raise ValueError(f"not a size: {text!r} (use e.g. 512MiB, 4GiB)")
+    unit = (m.group(2) or "").lower()[:1]
+    return int(float(m.group(1)) * 1024 ** " kmgt".index(unit or " "))
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FacilitySection(Section):
+    name: str = Field("default", pattern=r"^[a-z0-9][a-z0-9-]{0,30}$")
+    description: str = ""
+    backend: Literal["local"] = "local"
+    workdir: str = "~/afbox-work"
+    port_base: int = Field(8780, ge=1024, le=65000)
+    bind: str = "127.0.0.1"
+    require: list[Literal["xcache", "jupyter", "dask"]] = []
+    start_timeout: float = Field(90, gt=0)
+
+
+class DaskSection(Section):
+    workers: int = Field(0, ge=0, description="0 = sized to the cores")
+    threads_per_worker: int = Field(0, ge=0)
+    memory_limit: str = "auto"
+    # Fraction of RAM the workers may take together when memory_limit is auto.
+    memory_fraction: float = Field(0.6, gt=0, le=1)
+    extra_args: list[str] = []
+
+    @field_validator("memory_limit")
+    @classmethod
+    def _size(cls, v: str) -> str:
+        if v != "auto":
+            parse_size(v)
+        return v
+
+
+class JupyterSection(Section):
+    enabled: bool = True
+    extra_args: list[str] = []
+
+
+class XCacheSection(Section):
+    enabled: bool = True
+    origin: str = ""
+    cache_dir: str = ""
+    size: str = "auto"
+    ram: str = "256MiB"
+    extra_config: list[str] = []
+
+    @field_validator("origin")
+    @classmethod
+    def _origin(cls, v: str) -> str:
+        if v and not re.match(r"^(root|xroot)://[^/\s]+(:\d+)?/*$", v):
+            raise ValueError(f"origin must look like root://host:port, got {v!r}")
+        return v
+
+    @field_validator("size", "ram")
+    @classmethod
+    def _size(cls, v: str) -> str:
+        if v != "auto":
+            parse_size(v)
+        return v
+
+
+class Facility(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    facility: FacilitySection = FacilitySection()
+    dask: DaskSection = DaskSection()
+    jupyter: JupyterSection = JupyterSection()
+    xcache: XCacheSection = XCacheSection()
+    profile: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.facility.name
+
+    @property
+    def workdir(self) -> Path:
+        return Path(self.facility.workdir).expanduser().resolve()
+
+
+def profiles() -> dict[str, str]:
+    """Known profiles and their one-line descriptions."""
+    out = {}
+    for p in sorted(BUNDLES.glob("*.toml")):
+        data = tomllib.loads(p.read_text())
+        out[p.stem] = data.get("facility", {}).get("description", "")
+    return out
+
+
+def deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def key_line(text: str, path: tuple) -> int | None:
+    """The line where a dotted key is set in TOML text (for `file:line:` errors); None if not found."""
+    table: tuple = ()
+    keys = [str(p) for p in path if not isinstance(p, int)]
+    best = None
+    for n, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if m := re.match(r"^\[\s*([^\]]+?)\s*\]$", line):
+            table = tuple(s.strip().strip('"') for s in m.group(1).split("."))
+            if list(table) == keys:
+                best = n
+            continue
+        if m := re.match(r'^("?[\w.-]+"?)\s*=', line):
+            full = table + tuple(s.strip('"') for s in m.group(1).split("."))
+            if list(full) == keys[: len(full)] and len(full) <= len(keys):
+                best = n
+    return best
+
+
+def _read_toml(path: Path) -> tuple[dict, str]:
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    try:
+        return tomllib.loads(text), text
+    except tomllib.TOMLDecodeError as e:
+        m = re.search(r"\(at line (\d+), column (\d+)\)", str(e))
+        msg = re.sub(r"\s*\(at line.*\)", "", str(e))
+        where = f"{path}:{m.group(1)}" if m else str(path)
+        raise ConfigError(f"{where}: {msg}") from None
+
+
+def load(profile: str = "laptop", config: str | Path | None = None, overrides: dict | None = None) -> Facility:
+    """profile (bundles/NAME.toml) <- user config file <- overrides from flags; validated."""
+    known = profiles()
+    if profile not in known:
+        raise ConfigError(f"unknown profile {profile!r}", hint="known profiles: " + ", ".join(known))
+    layers: list[tuple[Path | None, dict, str]] = []
+    ppath = BUNDLES / f"{profile}.toml"
+    layers.append((ppath, *_read_toml(ppath)))
+    if config:
+        cpath = Path(config).expanduser()
+        layers.append((cpath, *_read_toml(cpath)))
+    layers.append((None, overrides or {}, ""))
+    merged: dict[str, Any] = {}
+    for _, data, _ in layers:
+        merged = deep_merge(merged, data)
+    merged["profile"] = profile
+    try:
+        return Facility.model_validate(merged)
+    except ValidationError as e:
+        raise _config_error(e, layers) from None
+
+
+def _config_error(err: ValidationError, layers) -> ConfigError:
+    lines = []
+    for item in err.errors():
+        loc = tuple(item["loc"])
+        where = "command-line flags"
+        for path, data, text in reversed(layers):
+            if _has(data, loc):
+                if path is None:
+                    break
+                line = key_line(text, loc)
+                where = f"{path}:{line}" if line else str(path)
+                break
+        dotted = ".".join(str(p) for p in loc)
+        msg = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"{where}: {dotted}: {msg}")
+    return ConfigError(lines[0], details=lines[1:])
+
+
+def _has(data: dict, loc: tuple) -> bool:
+    cur: Any = data
+    for p in loc:
+        if isinstance(p, int):
+            if not isinstance(cur, list) or p >= len(cur):
+                return False
+        elif not isinstance(cur, dict) or p not in cur:
+            return False
+        cur = cur[p]
+    return True

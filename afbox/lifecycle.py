@@ -1,0 +1,190 @@
+"""up / down / status of one facility: spec -> ServiceSpecs -> backend -> events and state."""
+from __future__ import annotations
+
+import os
+import pwd
+import secrets
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+from . import backends, events as ev, host as hostmod, services
+from .errors import AfboxError, ConfigError
+from .facility import Facility
+from .health import check
+from .services import jupyter, xcache
+from .services.context import Context
+from .sizing import dask_size, xcache_size
+from .spec import ServiceSpec
+from .state import FacilityState, shared_cache_root, write_private
+
+
+def context(fac: Facility, host: hostmod.Host | None = None) -> Context:
+    host = host or hostmod.detect()
+    state = FacilityState(fac.name)
+    base = shared_cache_root() / fac.name
+    cache_dir = Path(fac.xcache.cache_dir).expanduser() if fac.xcache.cache_dir else base / "xcache"
+    xrootd_user = None
+    if host.is_root:
+        try:
+            xrootd_user = pwd.getpwnam("xrootd").pw_name
+        except KeyError:
+            xrootd_user = None
+    return Context(
+        facility=fac, state=state, dask=dask_size(fac, host.cpus, host.memory),
+        bin_dir=str(Path(sys.executable).parent), xrootd=host.tools.get("xrootd"), xrootd_user=xrootd_user,
+        cache_dir=cache_dir, xrootd_dir=base / "xrootd", cache_size=xcache_size(fac, hostmod.disk_free(str(cache_dir))),
+        as_root=host.is_root,
+    )
+
+
+def preflight(ctx: Context, specs: list[ServiceSpec]) -> None:
+    """Refuse to start anything when a required part is missing or a port is taken."""
+    for s in specs:
+        if s.unavailable and s.name in ctx.facility.facility.require:
+            raise AfboxError(f"{s.name} is required but unavailable", hint=s.unavailable)
+    taken = []
+    for s in specs:
+        for label, port in s.ports if not s.unavailable else ():
+            if not hostmod.port_free(port, ctx.bind):
+                owner = hostmod.port_owner(port) or "another process"
+                taken.append(f"port {port} ({s.name} {label}) is in use by {owner}")
+    if taken:
+        base = ctx.base
+        raise AfboxError(taken[0], details=taken[1:],
+                         hint=f"choose other ports with --port-base (now {base}), e.g. --port-base {base + 100}")
+
+
+def _chown_tree(path: Path, user: str) -> None:
+    """Hand a dir to xrootd's user; walked only the first time, so a big cache is not re-chowned."""
+    pw = pwd.getpwnam(user)
+    if path.stat().st_uid == pw.pw_uid:
+        return
+    for root, dirs, files in os.walk(path):
+        for n in [root, *(os.path.join(root, d) for d in dirs), *(os.path.join(root, f) for f in files)]:
+            os.lchown(n, pw.pw_uid, pw.pw_gid)
+
+
+def prepare(ctx: Context, specs: list[ServiceSpec]) -> None:
+    """Create dirs, secrets and config files the rendered specs refer to. Never removes user data."""
+    ctx.state.ensure()
+    ctx.facility.workdir.mkdir(parents=True, exist_ok=True)
+    for s in specs:
+        for d in s.state_dirs:
+            Path(d).mkdir(parents=True, exist_ok=True)
+    if ctx.facility.jupyter.enabled:
+        write_private(ctx.jupyter_token_file, secrets.token_urlsafe(32))
+        settings = jupyter.settings_dir(ctx) / "dask-labextension" / "plugin.jupyterlab-settings"
+        settings.parent.mkdir(parents=True, exist_ok=True)
+        import json
+        settings.write_text(json.dumps(jupyter.labextension_settings(ctx), indent=2))
+    if ctx.facility.xcache.enabled and ctx.xrootd:
+        xcache.admin_dir(ctx).mkdir(parents=True, exist_ok=True)
+        xcache.config_path(ctx).write_text(xcache.config_text(ctx))
+        if ctx.xrootd_user:
+            for d in (ctx.cache_dir, ctx.xrootd_dir):
+                _chown_tree(d, ctx.xrootd_user)
+            for d in {ctx.cache_dir.parent, ctx.xrootd_dir.parent}:
+                os.chmod(d, os.stat(d).st_mode | 0o711)  # let xrootd's user traverse to its dirs
+
+
+def record(ctx: Context, specs: list[ServiceSpec], backend: str) -> dict:
+    return {
+        "facility": ctx.facility.name, "profile": ctx.facility.profile, "backend": backend,
+        "started": time.time(), "workdir": str(ctx.facility.workdir), "cache_dir": str(ctx.cache_dir),
+        "cache_size": ctx.cache_size, "port_base": ctx.base,
+        "jupyter_token_file": str(ctx.jupyter_token_file) if ctx.facility.jupyter.enabled else None,
+        "dask": {"workers": ctx.dask.workers, "threads": ctx.dask.threads, "memory_limit": ctx.dask.memory_limit},
+        "services": {s.name: {"ports": s.port_dict, "urls": s.url_dict, "unavailable": s.unavailable,
+                              "health": s.health.__dict__ if s.health else None,
+                              "log": str(ctx.state.logs / f"{s.name}.log")} for s in specs},
+    }
+
+
+def up(fac: Facility) -> Iterator[ev.Event]:
+    """Bring the facility up; a no-op (same URLs) when it is already up."""
+    state = FacilityState(fac.name)
+    be = backends.get(fac.facility.backend, state)
+    if be.running() and state.read():
+        yield ev.Event(ev.INFO, "", f"facility {fac.name!r} is already up")
+        return
+    ctx = context(fac)
+    specs = services.render(ctx)
+    preflight(ctx, specs)
+    prepare(ctx, specs)
+    for s in specs:
+        if s.unavailable:
+            yield ev.Event(ev.UNAVAILABLE, s.name, s.unavailable)
+    yield from be.up(specs, timeout=fac.facility.start_timeout)
+    state.write(record(ctx, specs, be.name))
+
+
+def down(name: str) -> Iterator[ev.Event]:
+    state = FacilityState(name)
+    rec = state.read()
+    be = backends.get((rec or {}).get("backend", "local"), state)
+    if not rec and not be.running():
+        yield ev.Event(ev.INFO, "", f"facility {name!r} is not running; nothing to stop")
+        return
+    yield from be.down()
+    state.clear()
+    if rec and rec.get("jupyter_token_file"):
+        Path(rec["jupyter_token_file"]).unlink(missing_ok=True)
+
+
+def status(name: str) -> dict:
+    """The status contract (documented in README): stable keys, no secrets."""
+    state = FacilityState(name)
+    rec = state.read()
+    be = backends.get((rec or {}).get("backend", "local"), state)
+    if not rec or not be.running():
+        return {"facility": name, "state": "down", "services": []}
+    from .health import check as hc
+    from .spec import HealthCheck
+    rows = []
+    by_name = {s.name: s for s in be.status()}
+    for sname, svc in rec["services"].items():
+        st = by_name.get(sname)
+        row = {"name": sname, "ports": svc["ports"], "urls": svc["urls"], "log": svc["log"]}
+        if svc.get("unavailable") or st is None:
+            row.update(state="unavailable", health="n/a", pid=None, restarts=0, uptime=None,
+                       detail=svc.get("unavailable") or "")
+        else:
+            health = "unknown"
+            if st.state == "running" and svc.get("health"):
+                ok, _ = hc(HealthCheck(**{**svc["health"], "headers": tuple(map(tuple, svc["health"]["headers"]))}))
+                health = "healthy" if ok else "unhealthy"
+            row.update(state=st.state, health=health, pid=st.pid, restarts=st.restarts,
+                       uptime=round(st.uptime, 1) if st.uptime is not None else None, detail=st.detail)
+        rows.append(row)
+    runnable = [r for r in rows if r["state"] != "unavailable"]
+    overall = "up" if all(r["health"] == "healthy" for r in runnable) else "degraded"
+    return {"facility": name, "state": overall, "profile": rec["profile"], "backend": rec["backend"],
+            "started": rec["started"], "workdir": rec["workdir"], "services": rows, "urls": urls(rec)}
+
+
+def urls(rec: dict) -> dict:
+    s = rec["services"]
+    out = {}
+    if "dask-scheduler" in s:
+        out["scheduler"] = s["dask-scheduler"]["urls"]["scheduler"]
+        out["dashboard"] = s["dask-scheduler"]["urls"]["dashboard"]
+    if "jupyter" in s:
+        out["jupyter"] = s["jupyter"]["urls"]["lab"]
+    if "xcache" in s and not s["xcache"].get("unavailable"):
+        out["xcache"] = s["xcache"]["urls"]["root"]
+    return out
+
+
+def jupyter_login_url(rec: dict) -> str | None:
+    """The Jupyter URL with its token, for the user's own terminal only (never logged or stored)."""
+    tf = rec.get("jupyter_token_file")
+    if not tf or "jupyter" not in rec["services"]:
+        return None
+    try:
+        token = Path(tf).read_text().strip()
+    except OSError:
+        return None
+    return f"{rec['services']['jupyter']['urls']['lab']}?token={token}"

@@ -1,0 +1,15 @@
+"""Every port a facility uses is port_base + a fixed offset, so two facilities differ by their base."""
+from __future__ import annotations
+
+OFFSETS = {"xcache": 0, "scheduler": 6, "dashboard": 7, "jupyter": 8}
+WORKER_FIRST = 20
+PER_WORKER = 3  # nanny, worker, worker dashboard
+
+
+def port(base: int, what: str) -> int:
+    return base + OFFSETS[what]
+
+
+def worker_ports(base: int, index: int) -> dict[str, int]:
+    first = base + WORKER_FIRST + PER_WORKER * index
+    return {"nanny": first, "worker": first + 1, "worker-dashboard": first + 2}

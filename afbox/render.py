@@ -1,0 +1,76 @@
+"""Pure text rendering for the CLI: events, status tables, URLs. No I/O here."""
+from __future__ import annotations
+
+from . import events as ev
+
+MARK = {ev.STARTING: "..", ev.HEALTHY: "ok", ev.FAILED: "!!", ev.UNAVAILABLE: "--",
+        ev.STOPPING: "..", ev.STOPPED: "ok", ev.INFO: "  "}
+
+
+def event_line(e: ev.Event) -> str:
+    if not e.service:
+        return f"[{MARK.get(e.kind, '  ')}] {e.message}".rstrip()
+    return f"[{MARK.get(e.kind, '  ')}] {e.service:<16}{e.kind} {e.message}".rstrip()
+
+
+def human_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def human_bytes(n: float | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def service_endpoint(row: dict) -> str:
+    urls = row.get("urls", {})
+    for key in ("lab", "scheduler", "root"):
+        if key in urls:
+            return urls[key]
+    ports = row.get("ports", {})
+    return ",".join(f"{k}:{v}" for k, v in ports.items())
+
+
+STATUS_COLUMNS = ("SERVICE", "STATE", "HEALTH", "URL/PORT", "PID", "RESTARTS", "UPTIME")
+
+
+def status_rows(status: dict) -> list[tuple[str, ...]]:
+    return [(r["name"], r["state"], r["health"], service_endpoint(r), str(r["pid"] or "-"),
+             str(r["restarts"]), human_duration(r["uptime"])) for r in status["services"]]
+
+
+def table(columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(columns)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return [fmt.format(*columns).rstrip(), *(fmt.format(*r).rstrip() for r in rows)]
+
+
+def status_text(status: dict) -> list[str]:
+    if status["state"] == "down":
+        return [f"facility {status['facility']!r} is down (start it with: afbox up)"]
+    head = f"facility {status['facility']!r} ({status['profile']} profile, {status['backend']} backend): {status['state']}"
+    return [head, "", *table(STATUS_COLUMNS, status_rows(status))]
+
+
+def urls_text(urls: dict, jupyter_login: str | None) -> list[str]:
+    lines = []
+    if jupyter_login:
+        lines.append(f"  JupyterLab      {jupyter_login}")
+    if "scheduler" in urls:
+        lines.append(f"  Dask scheduler  {urls['scheduler']}")
+        lines.append(f"  Dask dashboard  {urls['dashboard']}")
+    if "xcache" in urls:
+        lines.append(f"  XCache          {urls['xcache']}   (e.g. root://…//store/file.root)")
+    return lines

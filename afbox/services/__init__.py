@@ -1,0 +1,16 @@
+"""Services: each module turns the facility spec into ServiceSpecs; rendering is pure."""
+from __future__ import annotations
+
+from ..spec import ServiceSpec
+from .context import Context
+from . import dask, jupyter, xcache
+
+
+def render(ctx: Context) -> list[ServiceSpec]:
+    specs: list[ServiceSpec] = []
+    specs += dask.render(ctx)
+    if ctx.facility.jupyter.enabled:
+        specs.append(jupyter.render(ctx))
+    if ctx.facility.xcache.enabled:
+        specs.append(xcache.render(ctx))
+    return specs

@@ -1,0 +1,54 @@
+"""dask-scheduler and one supervised dask-worker-N per worker (each with its nanny)."""
+from __future__ import annotations
+
+from ..ports import port, worker_ports
+from ..spec import HealthCheck, ServiceSpec
+from .context import Context
+
+SCHEDULER = "dask-scheduler"
+
+
+def scheduler_address(ctx: Context) -> str:
+    return f"tcp://{ctx.bind}:{port(ctx.base, 'scheduler')}"
+
+
+def dashboard_url(ctx: Context) -> str:
+    return f"http://{ctx.bind}:{port(ctx.base, 'dashboard')}/status"
+
+
+def render(ctx: Context) -> list[ServiceSpec]:
+    return [scheduler(ctx)] + [worker(ctx, i) for i in range(ctx.dask.workers)]
+
+
+def scheduler(ctx: Context) -> ServiceSpec:
+    dash = port(ctx.base, "dashboard")
+    argv = (f"{ctx.bin_dir}/dask", "scheduler", "--host", ctx.bind, "--port", str(port(ctx.base, "scheduler")),
+            "--dashboard-address", f"{ctx.bind}:{dash}", "--no-show",
+            *ctx.facility.dask.extra_args)
+    return ServiceSpec(
+        name=SCHEDULER, argv=argv,
+        ports=(("scheduler", port(ctx.base, "scheduler")), ("dashboard", dash)),
+        health=HealthCheck("http", host=ctx.bind, port=dash, path="/health"),
+        urls=(("scheduler", scheduler_address(ctx)), ("dashboard", dashboard_url(ctx))),
+        cpus=0.5,
+    )
+
+
+def worker(ctx: Context, index: int) -> ServiceSpec:
+    name = f"dask-worker-{index + 1}"
+    p = worker_ports(ctx.base, index)
+    local_dir = ctx.state.run / name
+    argv = (f"{ctx.bin_dir}/dask", "worker", scheduler_address(ctx),
+            "--name", name, "--nworkers", "1", "--nthreads", str(ctx.dask.threads),
+            "--memory-limit", str(ctx.dask.memory_limit), "--nanny",
+            "--host", ctx.bind, "--nanny-port", str(p["nanny"]), "--worker-port", str(p["worker"]),
+            "--dashboard-address", f"{ctx.bind}:{p['worker-dashboard']}",
+            "--local-directory", str(local_dir))
+    return ServiceSpec(
+        name=name, argv=argv, ports=tuple(p.items()), needs=(SCHEDULER,),
+        # Healthy only once the scheduler lists it, not merely when the process runs.
+        health=HealthCheck("dask-worker", host=ctx.bind, port=port(ctx.base, "dashboard"),
+                           path="/json/identity.json", headers=(("worker-name", name),)),
+        cpus=ctx.dask.threads, memory=ctx.dask.memory_limit, state_dirs=(str(local_dir),),
+        env=(("OMP_NUM_THREADS", "1"), ("MALLOC_TRIM_THRESHOLD_", "65536")),
+    )

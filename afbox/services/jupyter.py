@@ -1,0 +1,44 @@
+"""JupyterLab on the workdir, token-protected, with the Dask panel pointed at this facility."""
+from __future__ import annotations
+
+from ..ports import port
+from ..spec import HealthCheck, ServiceSpec
+from .context import Context
+from .dask import dashboard_url, scheduler_address
+
+NAME = "jupyter"
+
+
+def settings_dir(ctx: Context):
+    return ctx.state.dir / "jupyterlab-settings"
+
+
+def render(ctx: Context) -> ServiceSpec:
+    p = port(ctx.base, "jupyter")
+    workdir = str(ctx.facility.workdir)
+    argv = (f"{ctx.bin_dir}/jupyter", "lab", "--no-browser", f"--ServerApp.ip={ctx.bind}",
+            f"--ServerApp.port={p}", "--ServerApp.port_retries=0", f"--ServerApp.root_dir={workdir}",
+            *(("--allow-root",) if ctx.as_root else ()), *ctx.facility.jupyter.extra_args)
+    dashboard = dashboard_url(ctx).removesuffix("/status")
+    env = (
+        ("JUPYTER_TOKEN_FILE", str(ctx.jupyter_token_file)),  # keeps the token out of argv
+        ("JUPYTERLAB_SETTINGS_DIR", str(settings_dir(ctx))),
+        ("JUPYTER_RUNTIME_DIR", str(ctx.state.run / "jupyter")),
+        ("AFBOX_FACILITY", ctx.facility.name),
+        ("AFBOX_SCHEDULER", scheduler_address(ctx)),
+        ("AFBOX_DASHBOARD", dashboard),
+        ("DASK_SCHEDULER_ADDRESS", scheduler_address(ctx)),  # a bare Client() connects here
+        ("DASK_DISTRIBUTED__DASHBOARD__LINK", dashboard + "/status"),
+    )
+    return ServiceSpec(
+        name=NAME, argv=argv, env=env, cwd=workdir, ports=(("http", p),),
+        health=HealthCheck("http", host=ctx.bind, port=p, path="/api/status",
+                           headers=(("token-file", str(ctx.jupyter_token_file)),)),
+        urls=(("lab", f"http://{ctx.bind}:{p}/lab"),),
+        state_dirs=(str(settings_dir(ctx)), str(ctx.state.run / "jupyter")),
+    )
+
+
+def labextension_settings(ctx: Context) -> dict:
+    """dask-labextension user settings: its panel shows this facility's dashboard with no clicks."""
+    return {"defaultURL": dashboard_url(ctx).removesuffix("/status"), "browserDashboardCheck": False}

@@ -1,0 +1,63 @@
+"""XCache: xrootd as a caching proxy (pss + pfc) in front of the facility's data origin."""
+from __future__ import annotations
+
+from ..ports import port
+from ..spec import HealthCheck, ServiceSpec
+from .context import Context
+from ..facility import parse_size
+
+NAME = "xcache"
+INSTALL_HINT = "install it with: apt-get install xrootd-server xrootd-server-plugins xrootd-client"
+
+
+def config_path(ctx: Context):
+    return ctx.xrootd_dir / "xcache.cfg"
+
+
+def admin_dir(ctx: Context):
+    return ctx.xrootd_dir / "admin"
+
+
+def config_text(ctx: Context) -> str:
+    """The xrootd config; timeouts keep an uncached read with the origin down from hanging for minutes."""
+    x = ctx.facility.xcache
+    high = ctx.cache_size
+    low = int(high * 0.8)
+    origin = x.origin.split("://", 1)[1].rstrip("/") if x.origin else "localhost:1094"
+    ram = max(parse_size(x.ram), 1024 ** 3)  # xrootd 5.5 refuses pfc.ram below 1g; it is a ceiling, not used up front
+    allow = "localhost" if ctx.bind in ("127.0.0.1", "localhost") else ctx.bind
+    lines = [
+        "# written by afbox; edit the facility spec instead",
+        f"xrd.port {port(ctx.base, 'xcache')}",
+        # xrootd listens on every interface; this admits only the facility's bind host.
+        f"xrd.allow host {allow}",
+        "all.export /",
+        "ofs.osslib libXrdPss.so",
+        "pss.cachelib libXrdPfc.so",
+        f"pss.origin {origin}",
+        "pss.setopt ConnectTimeout 3",
+        "pss.setopt ConnectionRetry 1",
+        "pss.setopt RequestTimeout 20",
+        f"oss.localroot {ctx.cache_dir}",
+        f"pfc.ram {ram // 1024 ** 2}m",
+        "pfc.blocksize 1M",
+        f"pfc.diskusage {low // 1024 ** 2}m {high // 1024 ** 2}m",
+        f"all.adminpath {admin_dir(ctx)}",
+        f"all.pidpath {admin_dir(ctx)}",
+        *x.extra_config,
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def render(ctx: Context) -> ServiceSpec:
+    p = port(ctx.base, NAME)
+    argv = (ctx.xrootd or "xrootd", "-c", str(config_path(ctx)), "-n", f"afbox-{ctx.facility.name}")
+    if ctx.xrootd_user:
+        argv = (*argv[:1], "-R", ctx.xrootd_user, *argv[1:])
+    return ServiceSpec(
+        name=NAME, argv=argv, ports=(("xroot", p),),
+        health=HealthCheck("xrootd", host="127.0.0.1", port=p),
+        urls=(("root", f"root://{ctx.bind}:{p}/"), ("origin", ctx.facility.xcache.origin or "(none set)")),
+        state_dirs=(str(ctx.cache_dir), str(admin_dir(ctx))),
+        unavailable=None if ctx.xrootd else f"xrootd is not installed; {INSTALL_HINT}",
+    )
