@@ -20,9 +20,10 @@ def stats(cache_dir: Path, high: int) -> dict:
                 files += 1
                 used += st.st_blocks * 512
                 complete_bytes += st.st_size
-    low = int(high * 0.8)
+    from .services.xcache import BASELINE, NOMINAL
     return {"cache_dir": str(cache_dir), "files": files, "bytes": used, "logical_bytes": complete_bytes,
-            "high_watermark": high, "low_watermark": low, "fill": used / high if high else 0.0,
+            "high_watermark": high, "nominal_watermark": int(high * NOMINAL), "low_watermark": int(high * BASELINE),
+            "fill": used / high if high else 0.0,
             "hits": None, "misses": None}
 
 

@@ -63,6 +63,7 @@ class JupyterSection(Section):
 
 class XCacheSection(Section):
     enabled: bool = True
+    xrootd: str = "xrootd"       # the server binary: a name on PATH or a full path
     origin: str = ""
     cache_dir: str = ""
     size: str = "auto"

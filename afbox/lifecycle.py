@@ -14,6 +14,7 @@ from . import backends, events as ev, host as hostmod, services
 from .errors import AfboxError, ConfigError
 from .facility import Facility
 from .health import check
+from .run import which
 from .services import jupyter, xcache
 from .services.context import Context
 from .sizing import dask_size, xcache_size
@@ -34,7 +35,7 @@ def context(fac: Facility, host: hostmod.Host | None = None) -> Context:
             xrootd_user = None
     return Context(
         facility=fac, state=state, dask=dask_size(fac, host.cpus, host.memory),
-        bin_dir=str(Path(sys.executable).parent), xrootd=host.tools.get("xrootd"), xrootd_user=xrootd_user,
+        bin_dir=str(Path(sys.executable).parent), xrootd=which(fac.xcache.xrootd), xrootd_user=xrootd_user,
         cache_dir=cache_dir, xrootd_dir=base / "xrootd", cache_size=xcache_size(fac, hostmod.disk_free(str(cache_dir))),
         as_root=host.is_root,
     )

@@ -22,7 +22,7 @@ import uproot
 LEPTON_PT, LEPTON_ETA = 30.0, 2.1
 JET_PT, JET_ETA = 30.0, 2.4
 BTAG_THRESHOLD = 0.5
-DEFAULT_STEP_SIZE = 10_000
+DEFAULT_STEP_SIZE = 25_000
 BRANCHES = [
     "Jet_pt", "Jet_eta", "Jet_phi", "Jet_mass", "Jet_btagCSVV2",
     "Electron_pt", "Electron_eta", "Electron_cutBased",

@@ -17,7 +17,7 @@ import awkward as ak
 import numpy as np
 import uproot
 
-TTBAR_FRACTION = 0.15
+TTBAR_FRACTION = 0.2
 TOP_MASS, TOP_WIDTH = 172.5, 1.4
 W_MASS, W_WIDTH = 80.4, 2.1
 B_MASS = 4.8
@@ -88,7 +88,7 @@ def generate_events(n: int, seed: int = 1, file_index: int = 0, first_event: int
 
     # W+jets: a prompt lepton from a W with a soft recoil, plus a few light jets
     w_pt = rng.exponential(25.0, wj.size)
-    w_boson = _random_p4(rng, wj.size, w_pt, W_MASS, W_WIDTH)
+    w_boson = _random_p4(rng, wj.size, w_pt, W_MASS, W_WIDTH, eta_spread=1.8)
     _, nu = _w_leptons(rng, wj, w_boson, electrons, muons)
     met_x[wj] += nu[1]
     met_y[wj] += nu[2]
@@ -130,8 +130,8 @@ def _breit_wigner(rng, n, mass, width):
     return np.clip(mass + 0.5 * width * rng.standard_cauchy(n), mass - 5 * width, mass + 5 * width)
 
 
-def _random_p4(rng, n, pt, mass, width, phi=None):
-    eta = rng.normal(0.0, 1.3, n)
+def _random_p4(rng, n, pt, mass, width, phi=None, eta_spread=1.0):
+    eta = rng.normal(0.0, eta_spread, n)
     phi = rng.uniform(-np.pi, np.pi, n) if phi is None else phi
     return _p4_from_ptetaphim(pt, eta, phi, _breit_wigner(rng, n, mass, width))
 

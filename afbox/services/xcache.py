@@ -7,6 +7,8 @@ from .context import Context
 from ..facility import parse_size
 
 NAME = "xcache"
+DISK_LOW, DISK_HIGH = 0.90, 0.95   # fractions of the filesystem the cache leaves to everything else
+BASELINE, NOMINAL = 0.70, 0.85     # of the cache size
 INSTALL_HINT = "install it with: apt-get install xrootd-server xrootd-server-plugins xrootd-client"
 
 
@@ -19,10 +21,10 @@ def admin_dir(ctx: Context):
 
 
 def config_text(ctx: Context) -> str:
-    """The xrootd config; timeouts keep an uncached read with the origin down from hanging for minutes."""
+    """The xrootd config; the timeouts keep an uncached read with the origin down from hanging for minutes."""
     x = ctx.facility.xcache
-    high = ctx.cache_size
-    low = int(high * 0.8)
+    mib = lambda n: f"{int(n) // 1024 ** 2}m"  # noqa: E731
+    size = ctx.cache_size
     origin = x.origin.split("://", 1)[1].rstrip("/") if x.origin else "localhost:1094"
     ram = max(parse_size(x.ram), 1024 ** 3)  # xrootd 5.5 refuses pfc.ram below 1g; it is a ceiling, not used up front
     allow = "localhost" if ctx.bind in ("127.0.0.1", "localhost") else ctx.bind
@@ -41,7 +43,10 @@ def config_text(ctx: Context) -> str:
         f"oss.localroot {ctx.cache_dir}",
         f"pfc.ram {ram // 1024 ** 2}m",
         "pfc.blocksize 1M",
-        f"pfc.diskusage {low // 1024 ** 2}m {high // 1024 ** 2}m",
+        # Absolute diskusage values are thresholds on the whole filesystem's usage (a small value
+        # purges the whole cache at every start), so the cache's own size goes into `files`:
+        # purge begins past nominal when the disk is busy, always past max, down to baseline.
+        f"pfc.diskusage {DISK_LOW} {DISK_HIGH} files {mib(size * BASELINE)} {mib(size * NOMINAL)} {mib(size)}",
         f"all.adminpath {admin_dir(ctx)}",
         f"all.pidpath {admin_dir(ctx)}",
         *x.extra_config,
@@ -56,6 +61,9 @@ def render(ctx: Context) -> ServiceSpec:
         argv = (*argv[:1], "-R", ctx.xrootd_user, *argv[1:])
     return ServiceSpec(
         name=NAME, argv=argv, ports=(("xroot", p),),
+        # XrdCl refuses a failed origin for 30 min by default (not settable by pss.setopt in 5.5);
+        # retry it soon after it comes back.
+        env=(("XRD_STREAMERRORWINDOW", "5"),),
         health=HealthCheck("xrootd", host="127.0.0.1", port=p),
         urls=(("root", f"root://{ctx.bind}:{p}/"), ("origin", ctx.facility.xcache.origin or "(none set)")),
         state_dirs=(str(ctx.cache_dir), str(admin_dir(ctx))),
