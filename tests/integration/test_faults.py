@@ -1,0 +1,138 @@
+"""Bad input and faults: each gives a clear answer and leaves nothing half-started."""
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from harness import afbox, isolated_env, shared_tmpdir, status
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def env():
+    base = shared_tmpdir("afbox-fault-")
+    yield isolated_env(base, 0) | {"AFBOX_TEST_BASE": str(base)}
+
+
+def facility_processes(env) -> list[int]:
+    """Processes whose environment or command line belong to this test's state dir."""
+    marker = env["XDG_STATE_HOME"]
+    out = []
+    for p in psutil.process_iter(["cmdline"]):
+        try:
+            if any(marker in a for a in p.info["cmdline"] or []):
+                out.append(p.pid)
+        except psutil.Error:
+            pass
+    return out
+
+
+def up(env, *args, check=False):
+    return afbox("up", "--profile", "ci", "--workdir", str(Path(env["AFBOX_TEST_BASE"]) / "work"),
+                 *args, env=env, check=check, timeout=240)
+
+
+def test_unknown_profile_lists_known_ones(env):
+    p = afbox("up", "--profile", "nosuch", env=env, check=False)
+    assert p.returncode == 1
+    assert "unknown profile 'nosuch'" in p.stderr
+    assert "ci" in p.stderr and "laptop" in p.stderr and "workstation" in p.stderr
+    assert "Traceback" not in p.stderr
+
+
+def test_malformed_toml_gives_file_and_line(env, tmp_path):
+    cfg = tmp_path / "afbox.toml"
+    cfg.write_text('[dask]\nworkers = 2\n\n[xcache\norigin = "x"\n')
+    p = afbox("up", "--profile", "ci", "--config", str(cfg), env=env, check=False)
+    assert p.returncode == 1
+    assert f"{cfg}:4:" in p.stderr, p.stderr
+
+
+def test_wrong_type_gives_file_and_line(env, tmp_path):
+    cfg = tmp_path / "afbox.toml"
+    cfg.write_text('# my facility\n[facility]\nname = "mine"\n\n[dask]\nthreads_per_worker = 1\nworkers = "many"\n')
+    p = afbox("up", "--profile", "ci", "--config", str(cfg), env=env, check=False)
+    assert p.returncode == 1
+    assert f"{cfg}:7: dask.workers:" in p.stderr, p.stderr
+
+
+def test_unknown_key_and_bad_origin(env, tmp_path):
+    cfg = tmp_path / "afbox.toml"
+    cfg.write_text('[xcache]\norigin = "http://not-xrootd"\ncolour = "blue"\n')
+    p = afbox("up", "--profile", "ci", "--config", str(cfg), env=env, check=False)
+    assert f"{cfg}:2: xcache.origin: origin must look like root://host:port" in p.stderr, p.stderr
+    assert f"{cfg}:3: xcache.colour: unknown key" in p.stderr
+
+
+def test_port_taken_names_port_service_and_flag(env):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 19306))  # scheduler port of base 19300
+        s.listen()
+        p = up(env, "--port-base", "19300")
+    assert p.returncode == 1
+    assert "port 19306 (dask-scheduler scheduler) is in use by" in p.stderr
+    assert "--port-base" in p.stderr
+    assert facility_processes(env) == []
+    assert status(env, "ci")["state"] == "down"
+
+
+def test_service_that_exits_fails_up_with_its_log_and_stops_the_rest(env, tmp_path):
+    cfg = tmp_path / "afbox.toml"
+    cfg.write_text('[dask]\nextra_args = ["--no-such-flag"]\n')
+    t0 = time.monotonic()
+    p = up(env, "--port-base", "19400", "--config", str(cfg))
+    assert p.returncode == 1
+    assert "service dask-scheduler exited and could not be restarted" in p.stderr
+    assert "no-such-flag" in p.stderr  # from the tail of its own log
+    assert "full log:" in p.stderr
+    assert time.monotonic() - t0 < 120
+    assert facility_processes(env) == []
+    assert status(env, "ci")["state"] == "down"
+
+
+def test_service_never_healthy_times_out_with_log_tail(env, tmp_path):
+    cfg = tmp_path / "afbox.toml"
+    # the dashboard moves to a random port, so the health check on the expected port never passes
+    cfg.write_text('[facility]\nstart_timeout = 8\n\n[dask]\nextra_args = ["--dashboard-address", "127.0.0.1:0"]\n')
+    p = up(env, "--port-base", "19500", "--config", str(cfg))
+    assert p.returncode == 1
+    assert "service dask-scheduler did not become healthy within 8s" in p.stderr, p.stderr
+    assert "last" in p.stderr and "lines of its log" in p.stderr
+    assert facility_processes(env) == []
+
+
+def test_down_status_logs_when_nothing_runs(env):
+    p = afbox("down", env=env)
+    assert "no facility is running" in p.stdout
+    p = afbox("down", "--name", "ci", env=env)
+    assert "not running" in p.stdout
+    p = afbox("status", env=env)
+    assert "no facility is running" in p.stdout
+    assert status(env, "ci")["state"] == "down"
+    p = afbox("logs", "nosuch", "--name", "ci", env=env, check=False)
+    assert p.returncode == 1 and "no log for service 'nosuch'" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_missing_xrootd_marks_xcache_unavailable_or_fails_when_required(env, tmp_path):
+    cfg = tmp_path / "afbox.toml"
+    cfg.write_text('[xcache]\nxrootd = "/nonexistent/xrootd"\n')
+    p = up(env, "--port-base", "19600", "--config", str(cfg), "--require", "xcache")
+    assert p.returncode == 1
+    assert "xcache is required but unavailable" in p.stderr and "apt-get install xrootd-server" in p.stderr
+    assert facility_processes(env) == []
+    p = up(env, "--port-base", "19600", "--config", str(cfg), check=True)
+    try:
+        assert "xcache" in p.stdout and "unavailable" in p.stdout
+        st = status(env, "ci")
+        assert st["state"] == "up"
+        x = next(s for s in st["services"] if s["name"] == "xcache")
+        assert x["state"] == "unavailable" and "apt-get install" in x["detail"]
+        assert "xcache" not in st["urls"]
+    finally:
+        afbox("down", "--name", "ci", env=env)
+    assert facility_processes(env) == []

@@ -1,0 +1,113 @@
+"""Rendering is pure: same inputs, same specs; the specs say what a site admin would expect."""
+from pathlib import Path
+
+from afbox import services
+from afbox.facility import load
+from afbox.services import jupyter, xcache
+from afbox.services.context import Context
+from afbox.sizing import DaskSize, dask_size, xcache_size
+from afbox.state import FacilityState
+from afbox.supervisor import render_conf, restart_counts
+
+GiB = 1024 ** 3
+
+
+def ctx(**over) -> Context:
+    fac = load("ci", None, over.pop("overrides", None))
+    base = dict(facility=fac, state=FacilityState("ci"), dask=DaskSize(2, 1, GiB), bin_dir="/venv/bin",
+                xrootd="/usr/bin/xrootd", xrootd_user=None, cache_dir=Path("/c/xcache"),
+                xrootd_dir=Path("/c/xrootd"), cache_size=10 * GiB)
+    return Context(**(base | over))
+
+
+def test_rendering_is_pure():
+    assert services.render(ctx()) == services.render(ctx())
+
+
+def test_services_and_ports_follow_the_port_base():
+    specs = {s.name: s for s in services.render(ctx(overrides={"facility": {"port_base": 20000}}))}
+    assert set(specs) == {"dask-scheduler", "dask-worker-1", "dask-worker-2", "jupyter", "xcache"}
+    assert specs["dask-scheduler"].port_dict == {"scheduler": 20006, "dashboard": 20007}
+    assert specs["jupyter"].port_dict == {"http": 20008}
+    assert specs["xcache"].port_dict == {"xroot": 20000}
+    all_ports = [p for s in specs.values() for _, p in s.ports]
+    assert len(all_ports) == len(set(all_ports))
+
+
+def test_workers_need_the_scheduler_and_carry_limits():
+    w = next(s for s in services.render(ctx()) if s.name == "dask-worker-1")
+    assert w.needs == ("dask-scheduler",)
+    assert "--memory-limit" in w.argv and str(GiB) in w.argv and "--nanny" in w.argv
+    assert w.argv[w.argv.index("--nthreads") + 1] == "1"
+    assert w.health.kind == "dask-worker"
+
+
+def test_everything_binds_loopback_and_jupyter_token_is_by_file():
+    specs = services.render(ctx())
+    j = next(s for s in specs if s.name == "jupyter")
+    assert "--ServerApp.ip=127.0.0.1" in j.argv
+    assert not any("token=" in a.lower() for a in j.argv)
+    assert j.env_dict["JUPYTER_TOKEN_FILE"].endswith("secrets/jupyter_token")
+    assert j.env_dict["DASK_SCHEDULER_ADDRESS"] == "tcp://127.0.0.1:18786"
+    s = next(s for s in specs if s.name == "dask-scheduler")
+    assert s.argv[s.argv.index("--host") + 1] == "127.0.0.1"
+
+
+def test_jupyter_allows_root_only_when_root():
+    assert "--allow-root" not in jupyter.render(ctx()).argv
+    assert "--allow-root" in jupyter.render(ctx(as_root=True)).argv
+
+
+def test_labextension_points_at_dashboard():
+    assert jupyter.labextension_settings(ctx())["defaultURL"] == "http://127.0.0.1:18787"
+
+
+def test_xcache_config():
+    c = ctx(overrides={"xcache": {"origin": "root://origin.example:1095"}})
+    text = xcache.config_text(c)
+    for line in ("xrd.port 18780", "xrd.allow host localhost", "ofs.osslib libXrdPss.so",
+                 "pss.cachelib libXrdPfc.so", "pss.origin origin.example:1095", "oss.localroot /c/xcache",
+                 "pfc.ram 1024m", "pss.setopt ConnectTimeout 3",
+                 "pfc.diskusage 0.9 0.95 files 7168m 8704m 10240m"):
+        assert line in text.splitlines(), line
+    spec = xcache.render(c)
+    assert spec.env_dict["XRD_STREAMERRORWINDOW"] == "5"
+    assert spec.argv[:1] == ("/usr/bin/xrootd",) and "-R" not in spec.argv
+    assert xcache.render(ctx(xrootd_user="xrootd")).argv[1:3] == ("-R", "xrootd")
+
+
+def test_xcache_unavailable_without_xrootd():
+    spec = xcache.render(ctx(xrootd=None))
+    assert "apt-get install xrootd-server" in spec.unavailable
+
+
+def test_sizing_from_the_host():
+    fac = load("laptop")
+    assert dask_size(fac, 16, 64 * GiB) == DaskSize(4, 4, int(64 * GiB * 0.5 / 4))
+    assert dask_size(fac, 2, 8 * GiB).workers == 2
+    assert dask_size(load("ci"), 64, 256 * GiB) == DaskSize(2, 1, GiB)
+    assert xcache_size(fac, 100 * GiB) == 20 * GiB
+    assert xcache_size(fac, 10 * GiB) == 5 * GiB
+    assert xcache_size(load("ci"), 100 * GiB) == GiB
+
+
+def test_supervisor_conf_groups_and_quotes(tmp_path):
+    specs = services.render(ctx())
+    conf = render_conf(specs, sock=tmp_path / "s.sock", logs=tmp_path / "logs", run=tmp_path, identifier="afbox-ci")
+    assert conf.count("[program:") == 5
+    assert conf.count("stopasgroup=true") == 5 and conf.count("killasgroup=true") == 5
+    assert "chmod=0700" in conf
+    assert "autorestart=true" in conf
+    unavailable = render_conf(services.render(ctx(xrootd=None)), sock=tmp_path / "s", logs=tmp_path, run=tmp_path,
+                              identifier="x")
+    assert "[program:xcache]" not in unavailable
+
+
+def test_restart_counts_from_supervisord_log(tmp_path):
+    log = tmp_path / "supervisord.log"
+    log.write_text(
+        "2026 INFO supervisord started with pid 1\n"
+        "2026 INFO spawned: 'a' with pid 2\n2026 INFO spawned: 'b' with pid 3\n"
+        "2026 INFO exited: a (terminated by SIGKILL; not expected)\n2026 INFO spawned: 'a' with pid 4\n")
+    assert restart_counts(log) == {"a": 1, "b": 0}
+    assert restart_counts(tmp_path / "missing.log") == {}
