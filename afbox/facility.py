@@ -43,6 +43,7 @@ class FacilitySection(Section):
 class DaskSection(Section):
     workers: int = Field(0, ge=0, description="0 = sized to the cores")
     threads_per_worker: int = Field(0, ge=0)
+    gpus: int = Field(-1, ge=-1, description="GPU workers: -1 one per usable GPU/MIG instance, 0 none, N at most N")
     memory_limit: str = "auto"
     # Fraction of RAM the workers may take together when memory_limit is auto.
     memory_fraction: float = Field(0.6, gt=0, le=1)

@@ -22,7 +22,20 @@ from .spec import ServiceSpec
 from .state import FacilityState, shared_cache_root, write_private
 
 
-def context(fac: Facility, host: hostmod.Host | None = None) -> Context:
+GPU_DETECT_TIMEOUT = 5.0  # a hung nvidia-smi must not hold up `afbox up` for long
+
+
+def detect_gpus(fac: Facility):
+    """GPU report and the devices that get a worker (none when the facility turns GPUs off)."""
+    from . import gpu
+    if fac.dask.gpus == 0:
+        return None, ()
+    report = gpu.detect(timeout=GPU_DETECT_TIMEOUT)
+    devices = report.devices()
+    return report, tuple(devices if fac.dask.gpus < 0 else devices[: fac.dask.gpus])
+
+
+def context(fac: Facility, host: hostmod.Host | None = None, gpus: tuple = ()) -> Context:
     host = host or hostmod.detect()
     state = FacilityState(fac.name)
     base = shared_cache_root() / fac.name
@@ -34,7 +47,9 @@ def context(fac: Facility, host: hostmod.Host | None = None) -> Context:
         except KeyError:
             xrootd_user = None
     return Context(
-        facility=fac, state=state, dask=dask_size(fac, host.cpus, host.memory),
+        facility=fac, state=state, gpus=gpus,
+        # the cores a GPU worker's feeding thread uses are not handed to CPU workers again
+        dask=dask_size(fac, max(1, host.cpus - len(gpus)), host.memory),
         bin_dir=str(Path(sys.executable).parent), xrootd=which(fac.xcache.xrootd), xrootd_user=xrootd_user,
         cache_dir=cache_dir, xrootd_dir=base / "xrootd", cache_size=xcache_size(fac, hostmod.disk_free(str(cache_dir))),
         as_root=host.is_root,
@@ -111,7 +126,13 @@ def up(fac: Facility) -> Iterator[ev.Event]:
     if be.running() and state.read():
         yield ev.Event(ev.INFO, "", f"facility {fac.name!r} is already up")
         return
-    ctx = context(fac)
+    report, devices = detect_gpus(fac)
+    for line in report.problems if report else ():
+        yield ev.Event(ev.INFO, "", f"gpu: {line}")
+    if devices:
+        yield ev.Event(ev.INFO, "", f"gpu: {len(devices)} GPU worker(s): " + ", ".join(
+            f"{d.label} {d.model}" for d in devices))
+    ctx = context(fac, gpus=devices)
     specs = services.render(ctx)
     preflight(ctx, specs)
     prepare(ctx, specs)
@@ -119,7 +140,10 @@ def up(fac: Facility) -> Iterator[ev.Event]:
         if s.unavailable:
             yield ev.Event(ev.UNAVAILABLE, s.name, s.unavailable)
     yield from be.up(specs, timeout=fac.facility.start_timeout)
-    state.write(record(ctx, specs, be.name))
+    rec = record(ctx, specs, be.name)
+    rec["gpus"] = {"report": report.to_dict() if report else None,
+                   "workers": {f"dask-gpu-{k}": d.to_dict() for k, d in enumerate(devices)}}
+    state.write(rec)
 
 
 def down(name: str) -> Iterator[ev.Event]:
@@ -163,7 +187,8 @@ def status(name: str) -> dict:
     runnable = [r for r in rows if r["state"] != "unavailable"]
     overall = "up" if all(r["health"] == "healthy" for r in runnable) else "degraded"
     return {"facility": name, "state": overall, "profile": rec["profile"], "backend": rec["backend"],
-            "started": rec["started"], "workdir": rec["workdir"], "services": rows, "urls": urls(rec)}
+            "started": rec["started"], "workdir": rec["workdir"], "services": rows, "urls": urls(rec),
+            "gpus": rec.get("gpus", {"report": None, "workers": {}})}
 
 
 def urls(rec: dict) -> dict:

@@ -15,9 +15,17 @@ class DaskSize:
     memory_limit: int  # bytes per worker
 
 
-def dask_size(fac: Facility, cpus: int, memory: int) -> DaskSize:
-    from distributed.deploy.utils import nprocesses_nthreads  # the split LocalCluster itself uses
+def nprocesses_nthreads(n: int) -> tuple[int, int]:
+    """The split LocalCluster uses (distributed.deploy.utils), restated so the CLI need not import
+    distributed (a second of start-up): up to 4 cores one process each, beyond that the smallest
+    factor of n that is >= sqrt(n) processes."""
+    if n <= 4:
+        return n, 1
+    procs = min(f for f in range(1, n + 1) if n % f == 0 and f * f >= n)
+    return procs, n // procs
 
+
+def dask_size(fac: Facility, cpus: int, memory: int) -> DaskSize:
     auto_workers, auto_threads = nprocesses_nthreads(max(cpus, 1))
     workers = fac.dask.workers or auto_workers
     threads = fac.dask.threads_per_worker or max(1, cpus // workers if fac.dask.workers else auto_threads)

@@ -27,6 +27,9 @@ class ServiceSpec:
     ports: tuple[tuple[str, int], ...] = ()
     health: HealthCheck | None = None
     needs: tuple[str, ...] = ()
+    # "healthy": start once every need is healthy; "started": once each is spawned, for services
+    # that retry their connection themselves (dask workers), so their start-up overlaps.
+    needs_state: str = "healthy"
     cpus: float = 0
     memory: int = 0
     image: str | None = None

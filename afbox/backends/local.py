@@ -73,7 +73,8 @@ class LocalBackend:
         since: dict[str, float] = {}
         while pending:
             for name, s in pending.items():
-                if name not in since and all(n in healthy for n in s.needs):
+                ready = healthy if s.needs_state == "healthy" else set(since)
+                if name not in since and all(n in ready for n in s.needs):
                     self.sup.start(name)
                     started.append(name)
                     since[name] = time.monotonic()

@@ -28,6 +28,11 @@ def doctor(profile):
     click.echo("programs:")
     for tool, path in h.tools.items():
         click.echo(f"  {'ok' if path else '--'} {tool:<11} {path or 'missing (' + WHY.get(tool, '') + ')'}")
+    from .. import gpu
+    report = gpu.detect(timeout=5.0)
+    click.echo("gpus:")
+    for line in gpu.render_table(report):
+        click.echo(f"  {line}")
     missing = h.missing()
     if missing:
         click.echo("to install what is missing:")

@@ -27,16 +27,18 @@ def _print_events(stream) -> None:
 @click.option("--name", "-n", default=None, help="Facility name (default from the profile).")
 @click.option("--workers", type=click.IntRange(1), help="Number of Dask workers.")
 @click.option("--threads", type=click.IntRange(1), help="Threads per Dask worker.")
+@click.option("--gpus", type=click.IntRange(-1), help="GPU workers: -1 one per usable GPU (default), 0 none, N at most N.")
 @click.option("--origin", help="XRootD origin the XCache reads from, e.g. root://eospublic.cern.ch:1094")
 @click.option("--port-base", type=int, help="First port of the facility's port range.")
 @click.option("--workdir", type=click.Path(file_okay=False), help="Where notebooks and outputs live.")
 @click.option("--require", multiple=True, type=click.Choice(["xcache", "jupyter", "dask"]),
               help="Fail instead of running without this service.")
-def up(profile, config, name, workers, threads, origin, port_base, workdir, require):
+def up(profile, config, name, workers, threads, gpus, origin, port_base, workdir, require):
     """Bring the facility up and print its URLs."""
     over: dict = {"facility": {}, "dask": {}, "xcache": {}}
     for section, key, value in (("facility", "name", name), ("dask", "workers", workers),
-                                ("dask", "threads_per_worker", threads), ("xcache", "origin", origin),
+                                ("dask", "threads_per_worker", threads), ("dask", "gpus", gpus),
+                                ("xcache", "origin", origin),
                                 ("facility", "port_base", port_base), ("facility", "workdir", workdir)):
         if value is not None:
             over[section][key] = value

@@ -94,7 +94,9 @@ def top_mass(jets: ak.Array) -> ak.Array:
 def fill_histograms(selected: ak.Array) -> dict[str, hist.Hist]:
     hists = make_histograms()
     jets, w = selected.jets, ak.to_numpy(selected.weight)
-    hists["top_mass"].fill(ak.to_numpy(top_mass(jets)), weight=w)
+    masses = top_mass(jets)
+    found = ak.to_numpy(~ak.is_none(masses))
+    hists["top_mass"].fill(ak.to_numpy(masses[found]), weight=w[found])
     hists["ht"].fill(ak.to_numpy(ak.sum(jets.pt, axis=1)), weight=w)
     hists["jet1_pt"].fill(ak.to_numpy(jets.pt[:, 0]), weight=w)
     hists["lepton_pt"].fill(ak.to_numpy(selected.lepton_pt), weight=w)
@@ -176,14 +178,16 @@ class AnalysisResult:
     def summary_lines(self) -> list[str]:
         fraction = self.events_selected / self.events_processed if self.events_processed else 0.0
         low, high = self.top_mass_peak()
+        peak = f"reconstructed top mass peaks at {low:.0f}-{high:.0f} GeV" if self.events_selected else "no top-mass peak"
         lines = [
             f"processed {self.events_processed:,} events from {len(self.files)} file(s) in {self.chunks} chunk(s)"
             f" in {self.wall_seconds:.2f} s: {self.event_rate:,.0f} events/s",
             f"selected {self.events_selected:,} events ({fraction:.1%}): 1 tight lepton, >=4 jets, >=1 b-tag",
-            f"reconstructed top mass peaks at {low:.0f}-{high:.0f} GeV",
+            peak,
         ]
         for name, stats in sorted(self.workers.items()):
-            lines.append(f"  {name}: {stats.chunks} chunk(s), {stats.events:,} events, {stats.rate:,.0f} events/s")
+            lines.append(f"  {name}: {stats.chunks} chunk(s), {stats.events:,} events, "
+                         f"{stats.rate:,.0f} events/s while busy")
         return lines
 
     def save(self, outdir: str | Path) -> list[Path]:
@@ -236,10 +240,14 @@ def run(files: list[str], client=None, step_size: int = DEFAULT_STEP_SIZE,
         counts = client.gather(client.map(count_entries, files, pure=False))
         chunks = plan_chunks(dict(zip(files, counts)), step_size)
         futures = [client.submit(process_chunk, *chunk, pure=False) for chunk in chunks]
-        for done, _ in enumerate(as_completed(futures), 1):
-            if on_chunk:
-                on_chunk(done, len(chunks))
-        results = client.gather(futures)
+        try:
+            for done, _ in enumerate(as_completed(futures), 1):
+                if on_chunk:
+                    on_chunk(done, len(chunks))
+            results = client.gather(futures)
+        except BaseException:
+            client.cancel(futures)  # one failed chunk fails the run; stop the rest occupying workers
+            raise
     wall = time.perf_counter() - start
     return _combine(files, results, wall)
 

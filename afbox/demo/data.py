@@ -5,8 +5,9 @@ Every event is either a semileptonic ttbar decay (t -> bW -> bqq', t -> bW -> bl
 (W+jets-like with a prompt lepton, or multijet with at most a non-prompt lepton).
 
 Determinism: the arrays depend only on (seed, file index, events in that file); the same arguments
-give identical branch contents. The file bytes differ between writes (uproot stores a timestamp
-and a random UUID in each file).
+give identical branch contents with the same numpy build (SIMD math may differ in the last bit
+between CPUs). The file bytes still differ between writes: uproot stores the creation time and a
+fresh UUID in each file.
 """
 from __future__ import annotations
 
@@ -82,7 +83,7 @@ def generate_events(n: int, seed: int = 1, file_index: int = 0, first_event: int
     for quark, flavour_b in ((b_had, True), (q1, False), (q2, False), (b_lep, True)):
         jets.append(_jets_from_partons(rng, tt, quark, flavour_b))
     jets.append(_extra_jets(rng, tt, mean=1.2, b_fraction=0.02))
-    lep, nu = _w_leptons(rng, tt, w_lep, electrons, muons)
+    _, nu = _w_leptons(rng, tt, w_lep, electrons, muons)
     met_x[tt] += nu[1]
     met_y[tt] += nu[2]
 

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..facility import Facility
+from ..gpu_model import Device
 from ..sizing import DaskSize
 from ..state import FacilityState
 
@@ -21,6 +22,7 @@ class Context:
     xrootd_dir: Path           # xrootd's config and admin files, readable by its user
     cache_size: int
     as_root: bool = False
+    gpus: tuple[Device, ...] = ()  # devices that get a GPU worker each
 
     @property
     def base(self) -> int:

@@ -1,6 +1,8 @@
 """dask-scheduler and one supervised dask-worker-N per worker (each with its nanny)."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ..ports import port, worker_ports
 from ..spec import HealthCheck, ServiceSpec
 from .context import Context
@@ -17,7 +19,9 @@ def dashboard_url(ctx: Context) -> str:
 
 
 def render(ctx: Context) -> list[ServiceSpec]:
-    return [scheduler(ctx)] + [worker(ctx, i) for i in range(ctx.dask.workers)]
+    cpu = [worker(ctx, i) for i in range(ctx.dask.workers)]
+    gpu = [gpu_worker(ctx, k, dev) for k, dev in enumerate(ctx.gpus)]
+    return [scheduler(ctx), *cpu, *gpu]
 
 
 def scheduler(ctx: Context) -> ServiceSpec:
@@ -34,21 +38,32 @@ def scheduler(ctx: Context) -> ServiceSpec:
     )
 
 
-def worker(ctx: Context, index: int) -> ServiceSpec:
-    name = f"dask-worker-{index + 1}"
+def gpu_worker(ctx: Context, k: int, dev) -> ServiceSpec:
+    """One single-threaded worker per GPU (or MIG instance), pinned to it by UUID."""
+    visible = "ROCR_VISIBLE_DEVICES" if dev.vendor == "amd" else "CUDA_VISIBLE_DEVICES"
+    base = worker(ctx, ctx.dask.workers + k, name=f"dask-gpu-{k}", worker_name=f"gpu-{k}", threads=1,
+                  extra=("--resources", "GPU=1"))
+    return replace(base, env=(*base.env, (visible, dev.uuid or str(dev.gpu_index))), cpus=1)
+
+
+def worker(ctx: Context, index: int, name: str | None = None, worker_name: str | None = None,
+           threads: int | None = None, extra: tuple[str, ...] = ()) -> ServiceSpec:
+    name = name or f"dask-worker-{index + 1}"
+    worker_name = worker_name or name
+    threads = threads or ctx.dask.threads
     p = worker_ports(ctx.base, index)
     local_dir = ctx.state.run / name
     argv = (f"{ctx.bin_dir}/dask", "worker", scheduler_address(ctx),
-            "--name", name, "--nworkers", "1", "--nthreads", str(ctx.dask.threads),
+            "--name", worker_name, "--nworkers", "1", "--nthreads", str(threads),
             "--memory-limit", str(ctx.dask.memory_limit), "--nanny",
             "--host", ctx.bind, "--nanny-port", str(p["nanny"]), "--worker-port", str(p["worker"]),
             "--dashboard-address", f"{ctx.bind}:{p['worker-dashboard']}",
-            "--local-directory", str(local_dir))
+            "--local-directory", str(local_dir), *extra)
     return ServiceSpec(
-        name=name, argv=argv, ports=tuple(p.items()), needs=(SCHEDULER,),
+        name=name, argv=argv, ports=tuple(p.items()), needs=(SCHEDULER,), needs_state="started",
         # Healthy only once the scheduler lists it, not merely when the process runs.
         health=HealthCheck("dask-worker", host=ctx.bind, port=port(ctx.base, "dashboard"),
-                           path="/json/identity.json", headers=(("worker-name", name),)),
-        cpus=ctx.dask.threads, memory=ctx.dask.memory_limit, state_dirs=(str(local_dir),),
+                           path="/json/identity.json", headers=(("worker-name", worker_name),)),
+        cpus=threads, memory=ctx.dask.memory_limit, state_dirs=(str(local_dir),),
         env=(("OMP_NUM_THREADS", "1"), ("MALLOC_TRIM_THRESHOLD_", "65536")),
     )
