@@ -1,0 +1,190 @@
+"""The facility against its plain peers, side by side in one run:
+1. `afbox up` to all-healthy (cold, warm) vs each component started alone (max and sum)
+2. idle memory of the facility (RSS and PSS, total and per service)
+3. Dask task throughput and per-task overhead: facility vs a bare LocalCluster of the same size
+Usage: .venv/bin/python bench/bench_facility.py [--tasks N]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import afbox, drop_page_cache, isolated_env, save, table  # noqa: E402
+
+PORT_BASE = 19800
+NAME = "ci"
+
+
+def components_alone(env: dict) -> dict[str, float]:
+    """Start each service's own argv (as rendered for the facility) alone; time to its health check."""
+    from afbox import lifecycle, services
+    from afbox.facility import load
+    from afbox.health import check
+
+    old = dict(os.environ)
+    os.environ.update(env)
+    try:
+        fac = load("ci", None, {"facility": {"port_base": PORT_BASE + 50, "workdir": env["AFBOX_BENCH_WORK"]}})
+        ctx = lifecycle.context(fac)
+        specs = services.render(ctx)
+        lifecycle.prepare(ctx, specs)
+        times = {}
+        sched = next(s for s in specs if s.name == "dask-scheduler")
+        sched_proc = None
+        for s in specs:
+            if s.unavailable:
+                continue
+            if s.needs and sched_proc is None:
+                sched_proc = _start(sched, env)
+                _wait(check, sched.health)
+            p = _start(s, env)
+            t0 = time.perf_counter()
+            _wait(check, s.health)
+            times[s.name] = time.perf_counter() - t0
+            if s.name != "dask-scheduler":
+                _stop(p)
+            elif sched_proc is None:
+                sched_proc = p
+        _stop(sched_proc)
+        return times
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+
+
+def _start(spec, env):
+    return subprocess.Popen(list(spec.argv), env={**env, **spec.env_dict}, cwd=spec.cwd, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def _wait(check, health, timeout=120):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if check(health)[0]:
+            return
+        time.sleep(0.05)
+    raise SystemExit(f"health check never passed: {health}")
+
+
+def _stop(p):
+    if p is None:
+        return
+    os.killpg(p.pid, 15)
+    try:
+        p.wait(15)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, 9)
+
+
+def idle_memory(env: dict) -> dict[str, dict[str, int]]:
+    sup = int(Path(env["XDG_STATE_HOME"], "afbox", NAME, "run", "supervisord.pid").read_text())
+    root = psutil.Process(sup)
+    out = {}
+    for child in root.children():
+        procs = [child, *child.children(recursive=True)]
+        rss = sum(p.memory_info().rss for p in procs)
+        pss = sum(p.memory_full_info().pss for p in procs)
+        out[_service_of(child, env)] = {"rss": rss, "pss": pss}
+    out["supervisord"] = {"rss": root.memory_info().rss, "pss": root.memory_full_info().pss}
+    return out
+
+
+def _service_of(proc, env) -> str:
+    from afbox.supervisor import Supervisor
+    sup = Supervisor(Path(env["XDG_STATE_HOME"], "afbox", NAME, "run", "supervisor.sock"))
+    for info in sup.all_info():
+        if info["pid"] == proc.pid:
+            return info["name"]
+    return str(proc.pid)
+
+
+def throughput(address_or_cluster, n: int, rounds: int = 3) -> float:
+    """Best tasks/s over a few rounds of n tiny independent tasks."""
+    from distributed import Client
+
+    best = 0.0
+    with Client(address_or_cluster, timeout=30) as c:
+        c.wait_for_workers(2, timeout=30)
+        for r in range(rounds):
+            t0 = time.perf_counter()
+            futs = c.map(lambda x: x + 1, range(n), key=[f"inc-{r}-{i}" for i in range(n)])
+            c.gather(futs)
+            best = max(best, n / (time.perf_counter() - t0))
+            del futs
+    return best
+
+
+def main() -> None:
+    import logging
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)  # teardown chatter of the peer cluster
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tasks", type=int, default=5000)
+    args = ap.parse_args()
+    env, base = isolated_env("afbox-bench-")
+    env["AFBOX_BENCH_WORK"] = str(base / "work")
+    up = ["up", "--profile", "ci", "--port-base", str(PORT_BASE), "--workdir", str(base / "work")]
+
+    print("starting each component alone ...", flush=True)
+    alone = components_alone(env)
+    dropped = drop_page_cache()
+    print("afbox up (cold) ...", flush=True)
+    cold = afbox(*up, env=env)
+    mem = idle_memory_after_settle(env)
+    from distributed import LocalCluster
+    from afbox import scheduler_address
+    os.environ.update(XDG_STATE_HOME=env["XDG_STATE_HOME"])
+    addr = scheduler_address(NAME)
+    print("dask throughput: facility vs LocalCluster ...", flush=True)
+    fac_tps = throughput(addr, args.tasks)
+    # same shape as the facility: 2 nanny-managed processes x 1 thread, a scheduler with a dashboard
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0") as lc:
+        bare_tps = throughput(lc, args.tasks)
+    fac_tps2 = throughput(addr, args.tasks)  # again after the bare run, so order does not favour either
+    fac_tps = max(fac_tps, fac_tps2)
+    afbox("down", "--name", NAME, env=env)
+    print("afbox up (warm) ...", flush=True)
+    warm = afbox(*up, env=env)
+    afbox("down", "--name", NAME, env=env)
+
+    total = sum(alone.values())
+    longest = max(alone.values())
+    rss = sum(v["rss"] for v in mem.values())
+    pss = sum(v["pss"] for v in mem.values())
+    MB = 1024 ** 2
+    rows = [
+        ("up to all-healthy, cold" + ("" if dropped else " (page cache not dropped)"), f"{cold:.2f} s",
+         f"max {longest:.2f} s / sum {total:.2f} s", f"{cold / longest:.2f}x max, {cold / total:.2f}x sum"),
+        ("up to all-healthy, warm", f"{warm:.2f} s", f"max {longest:.2f} s / sum {total:.2f} s",
+         f"{warm / longest:.2f}x max, {warm / total:.2f}x sum"),
+        ("idle memory, whole facility", f"PSS {pss / MB:.0f} MB (RSS {rss / MB:.0f} MB)", "goal 700 MB",
+         f"{pss / (700 * MB):.2f} of goal"),
+        ("dask tasks/s (2 workers x 1 thread)", f"{fac_tps:.0f}", f"{bare_tps:.0f} (LocalCluster)",
+         f"{fac_tps / bare_tps:.2f}"),
+        ("dask per-task overhead", f"{1e6 / fac_tps:.0f} us", f"{1e6 / bare_tps:.0f} us", f"{bare_tps / fac_tps:.2f}"),
+    ]
+    print()
+    print(table(rows))
+    print("\ncomponents alone (s): " + ", ".join(f"{k} {v:.2f}" for k, v in alone.items()))
+    print("idle memory per service (PSS MB): " + ", ".join(f"{k} {v['pss'] / MB:.0f}" for k, v in sorted(mem.items())))
+    path = save("facility", {"up_cold_s": cold, "up_warm_s": warm, "alone_s": alone, "alone_max_s": longest,
+                             "alone_sum_s": total, "page_cache_dropped": dropped, "memory": mem,
+                             "memory_pss_total": pss, "memory_rss_total": rss, "tasks": args.tasks,
+                             "facility_tasks_per_s": fac_tps, "localcluster_tasks_per_s": bare_tps,
+                             "throughput_ratio": fac_tps / bare_tps, "cpus": os.cpu_count()})
+    print(f"\nwritten: {path}")
+
+
+def idle_memory_after_settle(env: dict, settle: float = 5.0):
+    time.sleep(settle)  # let start-up garbage be collected before measuring "idle"
+    return idle_memory(env)
+
+
+if __name__ == "__main__":
+    main()
