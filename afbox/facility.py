@@ -86,13 +86,25 @@ class XCacheSection(Section):
         return v
 
 
+class OriginSection(Section):
+    """A data origin served by the facility itself, for data that has no remote home (demos, classes)."""
+    enabled: Literal["auto"] | bool = "auto"   # auto: when the XCache runs and has no [xcache] origin
+    data_dir: str = ""                          # default: <data>/afbox/<name>/origin
+
+
 class Facility(BaseModel):
     model_config = ConfigDict(extra="forbid")
     facility: FacilitySection = FacilitySection()
     dask: DaskSection = DaskSection()
     jupyter: JupyterSection = JupyterSection()
     xcache: XCacheSection = XCacheSection()
+    origin: OriginSection = OriginSection()
     profile: str = ""
+
+    @property
+    def local_origin(self) -> bool:
+        o = self.origin.enabled
+        return o is True or (o == "auto" and self.xcache.enabled and not self.xcache.origin)
 
     @property
     def name(self) -> str:

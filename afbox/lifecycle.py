@@ -15,11 +15,11 @@ from .errors import AfboxError, ConfigError
 from .facility import Facility
 from .health import check
 from .run import which
-from .services import jupyter, xcache
+from .services import jupyter, origin, xcache
 from .services.context import Context
 from .sizing import dask_size, xcache_size
 from .spec import ServiceSpec
-from .state import FacilityState, shared_cache_root, write_private
+from .state import FacilityState, data_root, shared_cache_root, write_private
 
 
 GPU_DETECT_TIMEOUT = 5.0  # a hung nvidia-smi must not hold up `afbox up` for long
@@ -53,6 +53,7 @@ def context(fac: Facility, host: hostmod.Host | None = None, gpus: tuple = ()) -
         bin_dir=str(Path(sys.executable).parent), xrootd=which(fac.xcache.xrootd), xrootd_user=xrootd_user,
         cache_dir=cache_dir, xrootd_dir=base / "xrootd", cache_size=xcache_size(fac, hostmod.disk_free(str(cache_dir))),
         as_root=host.is_root,
+        origin_dir=Path(fac.origin.data_dir).expanduser() if fac.origin.data_dir else data_root() / fac.name / "origin",
     )
 
 
@@ -99,11 +100,27 @@ def prepare(ctx: Context, specs: list[ServiceSpec]) -> None:
     if ctx.facility.xcache.enabled and ctx.xrootd:
         xcache.admin_dir(ctx).mkdir(parents=True, exist_ok=True)
         xcache.config_path(ctx).write_text(xcache.config_text(ctx))
-        if ctx.xrootd_user:
-            for d in (ctx.cache_dir, ctx.xrootd_dir):
-                _chown_tree(d, ctx.xrootd_user)
-            for d in {ctx.cache_dir.parent, ctx.xrootd_dir.parent}:
-                os.chmod(d, os.stat(d).st_mode | 0o711)  # let xrootd's user traverse to its dirs
+    if ctx.facility.local_origin and ctx.xrootd:
+        origin.config_path(ctx).write_text(origin.config_text(ctx))
+    if ctx.xrootd_user and ctx.xrootd:
+        _hand_to_xrootd(ctx)
+
+
+def _hand_to_xrootd(ctx: Context) -> None:
+    """As root, xrootd runs as its own user: it owns its cache and admin dirs, and can read the origin."""
+    pw = pwd.getpwnam(ctx.xrootd_user)
+    _chown_tree(ctx.cache_dir, ctx.xrootd_user)
+    for d in (ctx.xrootd_dir, xcache.admin_dir(ctx), origin.admin_dir(ctx)):
+        if d.exists():
+            os.chown(d, pw.pw_uid, pw.pw_gid)
+    for d in {ctx.cache_dir.parent, ctx.xrootd_dir.parent}:
+        os.chmod(d, os.stat(d).st_mode | 0o711)  # traversable, not listable
+    if ctx.facility.local_origin:
+        os.chmod(ctx.origin_dir, os.stat(ctx.origin_dir).st_mode | 0o755)
+        for d in ctx.origin_dir.parents:  # only within afbox's own data root; never /root itself
+            if not d.is_relative_to(data_root()):
+                break
+            os.chmod(d, os.stat(d).st_mode | 0o711)
 
 
 def record(ctx: Context, specs: list[ServiceSpec], backend: str) -> dict:
@@ -111,6 +128,7 @@ def record(ctx: Context, specs: list[ServiceSpec], backend: str) -> dict:
         "facility": ctx.facility.name, "profile": ctx.facility.profile, "backend": backend,
         "started": time.time(), "workdir": str(ctx.facility.workdir), "cache_dir": str(ctx.cache_dir),
         "cache_size": ctx.cache_size, "port_base": ctx.base,
+        "origin_dir": str(ctx.origin_dir) if ctx.facility.local_origin else None,
         "jupyter_token_file": str(ctx.jupyter_token_file) if ctx.facility.jupyter.enabled else None,
         "dask": {"workers": ctx.dask.workers, "threads": ctx.dask.threads, "memory_limit": ctx.dask.memory_limit},
         "services": {s.name: {"ports": s.port_dict, "urls": s.url_dict, "unavailable": s.unavailable,

@@ -29,6 +29,14 @@ def write_private(path: Path, text: str) -> None:
     os.chmod(path, 0o600)
 
 
+def data_root() -> Path:
+    """Where a facility's own origin keeps its files: user data, never purged by afbox."""
+    if os.geteuid() == 0 and "XDG_DATA_HOME" not in os.environ:
+        return Path("/var/lib/afbox")  # readable by xrootd's user, unlike /root
+    base = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
+    return Path(base) / "afbox"
+
+
 @dataclass(frozen=True)
 class FacilityState:
     """Paths of one facility's state; nothing here is user work."""

@@ -2,11 +2,10 @@
 1. `afbox up` to all-healthy (cold, warm) vs each component started alone (max and sum)
 2. idle memory of the facility (RSS and PSS, total and per service)
 3. Dask task throughput and per-task overhead: facility vs a bare LocalCluster of the same size
-Usage: .venv/bin/python bench/bench_facility.py [--tasks N]
+Run through bench/run.py.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import afbox, drop_page_cache, isolated_env, save, table  # noqa: E402
+from bench.common import afbox, drop_page_cache, isolated_env  # noqa: E402
 
 PORT_BASE = 19800
 NAME = "ci"
@@ -105,13 +104,13 @@ def _service_of(proc, env) -> str:
     return str(proc.pid)
 
 
-def throughput(address_or_cluster, n: int, rounds: int = 3) -> float:
+def throughput(address_or_cluster, n: int, rounds: int = 3, workers: int = 2) -> float:
     """Best tasks/s over a few rounds of n tiny independent tasks."""
     from distributed import Client
 
     best = 0.0
     with Client(address_or_cluster, timeout=30) as c:
-        c.wait_for_workers(2, timeout=30)
+        c.wait_for_workers(workers, timeout=60)
         for r in range(rounds):
             t0 = time.perf_counter()
             futs = c.map(lambda x: x + 1, range(n), key=[f"inc-{r}-{i}" for i in range(n)])
@@ -121,12 +120,8 @@ def throughput(address_or_cluster, n: int, rounds: int = 3) -> float:
     return best
 
 
-def main() -> None:
-    import logging
-    logging.getLogger("distributed").setLevel(logging.CRITICAL)  # teardown chatter of the peer cluster
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--tasks", type=int, default=5000)
-    args = ap.parse_args()
+def run(quick: bool = False) -> tuple[list, dict]:
+    tasks = 1000 if quick else 5000
     env, base = isolated_env("afbox-bench-")
     env["AFBOX_BENCH_WORK"] = str(base / "work")
     up = ["up", "--profile", "ci", "--port-base", str(PORT_BASE), "--workdir", str(base / "work")]
@@ -142,11 +137,11 @@ def main() -> None:
     os.environ.update(XDG_STATE_HOME=env["XDG_STATE_HOME"])
     addr = scheduler_address(NAME)
     print("dask throughput: facility vs LocalCluster ...", flush=True)
-    fac_tps = throughput(addr, args.tasks)
+    fac_tps = throughput(addr, tasks)
     # same shape as the facility: 2 nanny-managed processes x 1 thread, a scheduler with a dashboard
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0") as lc:
-        bare_tps = throughput(lc, args.tasks)
-    fac_tps2 = throughput(addr, args.tasks)  # again after the bare run, so order does not favour either
+        bare_tps = throughput(lc, tasks)
+    fac_tps2 = throughput(addr, tasks)  # again after the bare run, so order does not favour either
     fac_tps = max(fac_tps, fac_tps2)
     afbox("down", "--name", NAME, env=env)
     print("afbox up (warm) ...", flush=True)
@@ -169,16 +164,13 @@ def main() -> None:
          f"{fac_tps / bare_tps:.2f}"),
         ("dask per-task overhead", f"{1e6 / fac_tps:.0f} us", f"{1e6 / bare_tps:.0f} us", f"{bare_tps / fac_tps:.2f}"),
     ]
-    print()
-    print(table(rows))
-    print("\ncomponents alone (s): " + ", ".join(f"{k} {v:.2f}" for k, v in alone.items()))
-    print("idle memory per service (PSS MB): " + ", ".join(f"{k} {v['pss'] / MB:.0f}" for k, v in sorted(mem.items())))
-    path = save("facility", {"up_cold_s": cold, "up_warm_s": warm, "alone_s": alone, "alone_max_s": longest,
+    rows.append(("components alone (s)", ", ".join(f"{k} {v:.2f}" for k, v in alone.items()), "", ""))
+    rows.append(("idle PSS per service (MB)", ", ".join(f"{k} {v['pss'] / MB:.0f}" for k, v in sorted(mem.items())), "", ""))
+    return rows, {"up_cold_s": cold, "up_warm_s": warm, "alone_s": alone, "alone_max_s": longest,
                              "alone_sum_s": total, "page_cache_dropped": dropped, "memory": mem,
-                             "memory_pss_total": pss, "memory_rss_total": rss, "tasks": args.tasks,
+                             "memory_pss_total": pss, "memory_rss_total": rss, "tasks": tasks,
                              "facility_tasks_per_s": fac_tps, "localcluster_tasks_per_s": bare_tps,
-                             "throughput_ratio": fac_tps / bare_tps, "cpus": os.cpu_count()})
-    print(f"\nwritten: {path}")
+                             "throughput_ratio": fac_tps / bare_tps, "cpus": os.cpu_count()}
 
 
 def idle_memory_after_settle(env: dict, settle: float = 5.0):
@@ -187,4 +179,5 @@ def idle_memory_after_settle(env: dict, settle: float = 5.0):
 
 
 if __name__ == "__main__":
-    main()
+    from bench.run import main
+    main(["facility"])

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..spec import ServiceSpec
 from .context import Context
-from . import dask, jupyter, xcache
+from . import dask, jupyter, origin, xcache
 
 
 def render(ctx: Context) -> list[ServiceSpec]:
@@ -13,4 +13,6 @@ def render(ctx: Context) -> list[ServiceSpec]:
         specs.append(jupyter.render(ctx))
     if ctx.facility.xcache.enabled:
         specs.append(xcache.render(ctx))
+    if ctx.facility.local_origin:
+        specs.append(origin.render(ctx))
     return specs

@@ -23,6 +23,7 @@ class Context:
     cache_size: int
     as_root: bool = False
     gpus: tuple[Device, ...] = ()  # devices that get a GPU worker each
+    origin_dir: Path = Path("/nonexistent")  # data the facility's own origin serves
 
     @property
     def base(self) -> int:

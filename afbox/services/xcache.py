@@ -25,7 +25,7 @@ def config_text(ctx: Context) -> str:
     x = ctx.facility.xcache
     mib = lambda n: f"{int(n) // 1024 ** 2}m"  # noqa: E731
     size = ctx.cache_size
-    origin = x.origin.split("://", 1)[1].rstrip("/") if x.origin else "localhost:1094"
+    origin = x.origin.split("://", 1)[1].rstrip("/") if x.origin else f"localhost:{port(ctx.base, 'origin')}"
     ram = max(parse_size(x.ram), 1024 ** 3)  # xrootd 5.5 refuses pfc.ram below 1g; it is a ceiling, not used up front
     allow = "localhost" if ctx.bind in ("127.0.0.1", "localhost") else ctx.bind
     lines = [
@@ -65,7 +65,8 @@ def render(ctx: Context) -> ServiceSpec:
         # retry it soon after it comes back.
         env=(("XRD_STREAMERRORWINDOW", "5"),),
         health=HealthCheck("xrootd", host="127.0.0.1", port=p),
-        urls=(("root", f"root://{ctx.bind}:{p}/"), ("origin", ctx.facility.xcache.origin or "(none set)")),
+        urls=(("root", f"root://{ctx.bind}:{p}/"),
+              ("origin", ctx.facility.xcache.origin or f"root://localhost:{port(ctx.base, 'origin')}")),
         state_dirs=(str(ctx.cache_dir), str(admin_dir(ctx))),
         unavailable=None if ctx.xrootd else f"xrootd is not installed; {INSTALL_HINT}",
     )

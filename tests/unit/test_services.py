@@ -26,7 +26,8 @@ def test_rendering_is_pure():
 
 def test_services_and_ports_follow_the_port_base():
     specs = {s.name: s for s in services.render(ctx(overrides={"facility": {"port_base": 20000}}))}
-    assert set(specs) == {"dask-scheduler", "dask-worker-1", "dask-worker-2", "jupyter", "xcache"}
+    assert set(specs) == {"dask-scheduler", "dask-worker-1", "dask-worker-2", "jupyter", "xcache", "origin"}
+    assert specs["origin"].port_dict == {"xroot": 20002}
     assert specs["dask-scheduler"].port_dict == {"scheduler": 20006, "dashboard": 20007}
     assert specs["jupyter"].port_dict == {"http": 20008}
     assert specs["xcache"].port_dict == {"xroot": 20000}
@@ -94,8 +95,8 @@ def test_sizing_from_the_host():
 def test_supervisor_conf_groups_and_quotes(tmp_path):
     specs = services.render(ctx())
     conf = render_conf(specs, sock=tmp_path / "s.sock", logs=tmp_path / "logs", run=tmp_path, identifier="afbox-ci")
-    assert conf.count("[program:") == 5
-    assert conf.count("stopasgroup=true") == 5 and conf.count("killasgroup=true") == 5
+    assert conf.count("[program:") == 6
+    assert conf.count("stopasgroup=true") == 6 and conf.count("killasgroup=true") == 6
     assert "chmod=0700" in conf
     assert "autorestart=true" in conf
     unavailable = render_conf(services.render(ctx(xrootd=None)), sock=tmp_path / "s", logs=tmp_path, run=tmp_path,
@@ -111,3 +112,20 @@ def test_restart_counts_from_supervisord_log(tmp_path):
         "2026 INFO exited: a (terminated by SIGKILL; not expected)\n2026 INFO spawned: 'a' with pid 4\n")
     assert restart_counts(log) == {"a": 1, "b": 0}
     assert restart_counts(tmp_path / "missing.log") == {}
+
+
+def test_local_origin_only_without_a_remote_one():
+    names = {s.name for s in services.render(ctx())}
+    assert "origin" in names
+    assert "pss.origin localhost:18782" in xcache.config_text(ctx()).splitlines()
+    remote = ctx(overrides={"xcache": {"origin": "root://far.example:1094"}})
+    assert "origin" not in {s.name for s in services.render(remote)}
+    forced = ctx(overrides={"xcache": {"origin": "root://far.example:1094"}, "origin": {"enabled": True}})
+    assert "origin" in {s.name for s in services.render(forced)}
+
+
+def test_origin_config_serves_its_data_dir():
+    from afbox.services import origin
+    c = ctx(origin_dir=Path("/data/origin"))
+    lines = origin.config_text(c).splitlines()
+    assert "oss.localroot /data/origin" in lines and "xrd.port 18782" in lines and "xrd.allow host localhost" in lines

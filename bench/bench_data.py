@@ -1,0 +1,137 @@
+"""Data path benchmarks, side by side in one run:
+4. XCache over an emulated WAN (userspace delay/bandwidth proxy between cache and origin):
+   direct-to-origin vs cache miss vs cache hit, MB/s for whole files and the uproot read time of
+   the demo analysis's branches
+5. demo analysis event rate through the XCache (cold, warm) vs the same files on local disk
+6. scaling: `afbox up` time and task throughput with 1, 2, 4, 8 workers
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import afbox, isolated_env  # noqa: E402
+from bench.wanproxy import WanProxy  # noqa: E402
+
+PORT_BASE = 21800
+PROXY_PORT = 21790
+MB = 1e6
+
+
+def _purge_cache(env):
+    afbox("cache", "purge", "--yes", "--name", "ci", env=env)
+    afbox("restart", "xcache", "--name", "ci", env=env)  # forget what the running cache holds in memory
+    from afbox.health import check
+    from afbox.spec import HealthCheck
+    end = time.monotonic() + 30
+    while not check(HealthCheck("xrootd", port=PORT_BASE))[0] and time.monotonic() < end:
+        time.sleep(0.1)
+
+
+def _copy_all(urls) -> float:
+    t0 = time.perf_counter()
+    for u in urls:
+        subprocess.run(["xrdcp", "-f", "-s", u, "/dev/null"], check=True, timeout=600)
+    return time.perf_counter() - t0
+
+
+def _read_branches(urls) -> float:
+    import uproot
+    from afbox.demo.analysis import BRANCHES
+    t0 = time.perf_counter()
+    for u in urls:
+        with uproot.open(u, timeout=120) as f:
+            f["Events"].arrays(BRANCHES)
+    return time.perf_counter() - t0
+
+
+def wan_and_analysis(quick: bool, delay_ms: float, mbit: float) -> tuple[list, dict]:
+    from distributed import Client
+
+    from afbox.demo import analysis
+    from afbox.demo.data import dataset_manifest
+
+    events, files = (20_000, 2) if quick else (400_000, 4)
+    env, base = isolated_env("afbox-bench-data-")
+    env["XDG_DATA_HOME"] = str(base / "data")
+    cfg = base / "wan.toml"
+    cfg.write_text(f'[xcache]\norigin = "root://localhost:{PROXY_PORT}"\n\n[origin]\nenabled = true\n')
+    afbox("up", "--profile", "ci", "--config", str(cfg), "--port-base", str(PORT_BASE),
+          "--workdir", str(base / "work"), env=env)
+    try:
+        afbox("demo", "data", "--events", str(events), "--files", str(files), env=env)
+        origin_dir = base / "data" / "afbox" / "ci" / "origin" / "demo" / "ttbar"
+        manifest = dataset_manifest(origin_dir)
+        size = sum(f.bytes for f in manifest)
+        names = [f.path.name for f in manifest]
+        direct = [f"root://localhost:{PROXY_PORT}//demo/ttbar/{n}" for n in names]
+        cached = [f"root://127.0.0.1:{PORT_BASE}//demo/ttbar/{n}" for n in names]
+        local = [str(f.path) for f in manifest]
+        r: dict = {"events": events, "files": files, "bytes": size, "delay_ms": delay_ms, "mbit": mbit}
+        with WanProxy(PROXY_PORT, PORT_BASE + 2, delay_ms, mbit):
+            r["copy_direct_s"] = _copy_all(direct)
+            _purge_cache(env)
+            r["copy_miss_s"] = _copy_all(cached)
+            r["copy_hit_s"] = _copy_all(cached)
+            _purge_cache(env)
+            r["branches_direct_s"] = _read_branches(direct)
+            _purge_cache(env)
+            r["branches_miss_s"] = _read_branches(cached)
+            r["branches_hit_s"] = _read_branches(cached)
+            r["branches_local_s"] = _read_branches(local)
+            _purge_cache(env)
+            sched = f"tcp://127.0.0.1:{PORT_BASE + 6}"
+            with Client(sched, timeout=30) as c:
+                cold = analysis.run(cached, client=c)
+                warm = analysis.run(cached, client=c)
+                disk = analysis.run(local, client=c)
+            for key, res in (("cold", cold), ("warm", warm), ("local", disk)):
+                r[f"analysis_{key}_events_per_s"] = res.event_rate
+                r[f"analysis_{key}_per_worker"] = {w: s.rate for w, s in res.workers.items()}
+    finally:
+        afbox("down", "--name", "ci", env=env)
+    mbps = lambda seconds: size / MB / seconds  # noqa: E731
+    rows = [
+        (f"whole files over WAN ({delay_ms:g} ms, {mbit:g} Mbit/s), cache miss", f"{mbps(r['copy_miss_s']):.1f} MB/s",
+         f"{mbps(r['copy_direct_s']):.1f} MB/s direct", f"{r['copy_direct_s'] / r['copy_miss_s']:.2f}"),
+        ("whole files, cache hit", f"{mbps(r['copy_hit_s']):.1f} MB/s", f"{mbps(r['copy_direct_s']):.1f} MB/s direct",
+         f"{r['copy_direct_s'] / r['copy_hit_s']:.2f}"),
+        ("uproot branch read, cache miss", f"{r['branches_miss_s']:.2f} s", f"{r['branches_direct_s']:.2f} s direct",
+         f"{r['branches_direct_s'] / r['branches_miss_s']:.2f}"),
+        ("uproot branch read, cache hit", f"{r['branches_hit_s']:.2f} s", f"{r['branches_direct_s']:.2f} s direct",
+         f"{r['branches_direct_s'] / r['branches_hit_s']:.2f}"),
+        ("uproot branch read, cache hit vs local disk", f"{r['branches_hit_s']:.2f} s",
+         f"{r['branches_local_s']:.2f} s local", f"{r['branches_local_s'] / r['branches_hit_s']:.2f}"),
+        ("demo analysis, XCache cold", f"{r['analysis_cold_events_per_s']:,.0f} ev/s",
+         f"{r['analysis_local_events_per_s']:,.0f} ev/s local", f"{r['analysis_cold_events_per_s'] / r['analysis_local_events_per_s']:.2f}"),
+        ("demo analysis, XCache warm", f"{r['analysis_warm_events_per_s']:,.0f} ev/s",
+         f"{r['analysis_local_events_per_s']:,.0f} ev/s local", f"{r['analysis_warm_events_per_s'] / r['analysis_local_events_per_s']:.2f}"),
+    ]
+    return rows, r
+
+
+def scaling(quick: bool) -> tuple[list, dict]:
+    from bench.bench_facility import throughput
+
+    out = {}
+    rows = []
+    for n in (1, 2) if quick else (1, 2, 4, 8):
+        env, base = isolated_env("afbox-bench-scale-")
+        cfg = base / "dask.toml"
+        cfg.write_text("[xcache]\nenabled = false\n")
+        seconds = afbox("up", "--profile", "ci", "--config", str(cfg), "--workers", str(n), "--threads", "1",
+                        "--port-base", str(PORT_BASE + 200), "--workdir", str(base / "work"), env=env)
+        try:
+            tps = throughput(f"tcp://127.0.0.1:{PORT_BASE + 206}", 2000 if quick else 5000, rounds=2, workers=n)
+        finally:
+            afbox("down", "--name", "ci", env=env)
+        out[n] = {"up_s": seconds, "tasks_per_s": tps}
+    one = out[1]
+    for n, v in out.items():
+        rows.append((f"{n} worker(s): up / tasks per s", f"{v['up_s']:.1f} s / {v['tasks_per_s']:.0f}",
+                     f"{one['up_s']:.1f} s / {one['tasks_per_s']:.0f} (1 worker)",
+                     f"{v['up_s'] / one['up_s']:.2f} / {v['tasks_per_s'] / one['tasks_per_s']:.2f}"))
+    return rows, out
