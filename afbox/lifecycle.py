@@ -102,14 +102,15 @@ def prepare(ctx: Context, specs: list[ServiceSpec]) -> None:
         xcache.config_path(ctx).write_text(xcache.config_text(ctx))
     if ctx.facility.local_origin and ctx.xrootd:
         origin.config_path(ctx).write_text(origin.config_text(ctx))
-    if ctx.xrootd_user and ctx.xrootd:
+    if ctx.xrootd_user and ctx.xrootd and (ctx.facility.xcache.enabled or ctx.facility.local_origin):
         _hand_to_xrootd(ctx)
 
 
 def _hand_to_xrootd(ctx: Context) -> None:
     """As root, xrootd runs as its own user: it owns its cache and admin dirs, and can read the origin."""
     pw = pwd.getpwnam(ctx.xrootd_user)
-    _chown_tree(ctx.cache_dir, ctx.xrootd_user)
+    if ctx.cache_dir.exists():
+        _chown_tree(ctx.cache_dir, ctx.xrootd_user)
     for d in (ctx.xrootd_dir, xcache.admin_dir(ctx), origin.admin_dir(ctx)):
         if d.exists():
             os.chown(d, pw.pw_uid, pw.pw_gid)
