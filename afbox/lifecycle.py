@@ -88,9 +88,7 @@ def prepare(ctx: Context, specs: list[ServiceSpec]) -> None:
     """Create dirs, secrets and config files the rendered specs refer to. Never removes user data."""
     ctx.state.ensure()
     ctx.facility.workdir.mkdir(parents=True, exist_ok=True)
-    for s in specs:
-        for d in s.state_dirs:
-            Path(d).mkdir(parents=True, exist_ok=True)
+    prepare_dirs(specs)
     if ctx.facility.jupyter.enabled:
         write_private(ctx.jupyter_token_file, secrets.token_urlsafe(32))
         settings = jupyter.settings_dir(ctx) / "dask-labextension" / "plugin.jupyterlab-settings"
@@ -127,6 +125,7 @@ def _hand_to_xrootd(ctx: Context) -> None:
 def record(ctx: Context, specs: list[ServiceSpec], backend: str) -> dict:
     return {
         "facility": ctx.facility.name, "profile": ctx.facility.profile, "backend": backend,
+        "spec": ctx.facility.model_dump(),
         "started": time.time(), "workdir": str(ctx.facility.workdir), "cache_dir": str(ctx.cache_dir),
         "cache_size": ctx.cache_size, "port_base": ctx.base,
         "origin_dir": str(ctx.origin_dir) if ctx.facility.local_origin else None,
@@ -163,6 +162,43 @@ def up(fac: Facility) -> Iterator[ev.Event]:
     rec["gpus"] = {"report": report.to_dict() if report else None,
                    "workers": {f"dask-gpu-{k}": d.to_dict() for k, d in enumerate(devices)}}
     state.write(rec)
+
+
+def scale(name: str, workers: int) -> Iterator[ev.Event]:
+    """Change the number of CPU Dask workers of a running facility; the others keep running."""
+    if workers < 1:
+        raise AfboxError("a facility needs at least 1 CPU worker", hint="to stop everything: afbox down")
+    state = FacilityState(name)
+    rec = state.read()
+    be = backends.get((rec or {}).get("backend", "local"), state)
+    if not rec or not be.running():
+        raise AfboxError(f"facility {name!r} is not running", hint="start it with: afbox up")
+    from .gpu_model import Device
+    fac = Facility.model_validate(rec["spec"])
+    # same threads and memory per worker as the running ones, so they are not restarted
+    fac.dask.workers = workers
+    fac.dask.threads_per_worker = rec["dask"]["threads"]
+    fac.dask.memory_limit = str(rec["dask"]["memory_limit"])
+    devices = tuple(Device(**d) for d in rec.get("gpus", {}).get("workers", {}).values())
+    ctx = context(fac, gpus=devices)
+    specs = services.render(ctx)
+    current = set(rec["services"])
+    new_specs = [s for s in specs if s.name not in current]
+    preflight(ctx, new_specs)
+    prepare_dirs(new_specs)
+    before = rec["dask"]["workers"]
+    yield ev.Event(ev.INFO, "", f"dask workers: {before} -> {workers}")
+    yield from be.update(specs, timeout=fac.facility.start_timeout)
+    new_rec = record(ctx, specs, be.name)
+    for key in ("started", "jupyter_token_file", "gpus", "cache_size", "origin_dir"):
+        new_rec[key] = rec.get(key)
+    state.write(new_rec)
+
+
+def prepare_dirs(specs: list[ServiceSpec]) -> None:
+    for s in specs:
+        for d in s.state_dirs:
+            Path(d).mkdir(parents=True, exist_ok=True)
 
 
 def down(name: str) -> Iterator[ev.Event]:

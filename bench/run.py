@@ -19,7 +19,7 @@ from bench.common import save, table  # noqa: E402
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("only", nargs="*", choices=["facility", "data", "scaling"], help="benchmarks to run (default: all)")
+    ap.add_argument("only", nargs="*", metavar="NAME", help="benchmarks to run: facility, data, scaling (default: all)")
     ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
     ap.add_argument("--delay-ms", type=float, default=20, help="one-way WAN delay between cache and origin")
     ap.add_argument("--mbit", type=float, default=100, help="WAN bandwidth between cache and origin")
@@ -32,6 +32,9 @@ def main(argv: list[str] | None = None) -> None:
         "data": lambda: bench_data.wan_and_analysis(args.quick, args.delay_ms, args.mbit),
         "scaling": lambda: bench_data.scaling(args.quick),
     }
+    unknown = set(args.only) - set(suites)
+    if unknown:
+        ap.error(f"unknown benchmark {', '.join(sorted(unknown))}; choose from {', '.join(suites)}")
     t0 = time.monotonic()
     for name in args.only or list(suites):
         print(f"== {name} ...", flush=True)

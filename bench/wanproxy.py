@@ -19,6 +19,7 @@ class WanProxy:
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
+        self._writers: set = set()
 
     def __enter__(self):
         self._thread.start()
@@ -26,17 +27,26 @@ class WanProxy:
         return self
 
     def __exit__(self, *exc):
+        asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
 
+    async def _shutdown(self):
+        self._server.close()
+        for w in list(self._writers):
+            w.close()
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     def _run(self):
         asyncio.set_event_loop(self._loop)
-        server = self._loop.run_until_complete(asyncio.start_server(self._client, "127.0.0.1", self.listen_port))
+        self._server = self._loop.run_until_complete(
+            asyncio.start_server(self._client, "127.0.0.1", self.listen_port))
         self._ready.set()
-        try:
-            self._loop.run_forever()
-        finally:
-            server.close()
+        self._loop.run_forever()
+        self._loop.close()
 
     async def _client(self, reader, writer):
         try:
@@ -44,7 +54,13 @@ class WanProxy:
         except OSError:
             writer.close()
             return
-        await asyncio.gather(self._pipe(reader, up_w), self._pipe(up_r, writer), return_exceptions=True)
+        self._writers |= {writer, up_w}
+        try:
+            await asyncio.gather(self._pipe(reader, up_w), self._pipe(up_r, writer), return_exceptions=True)
+        except asyncio.CancelledError:
+            pass  # the proxy is shutting down
+        finally:
+            self._writers -= {writer, up_w}
 
     async def _pipe(self, reader, writer):
         queue: asyncio.Queue = asyncio.Queue()
@@ -64,6 +80,8 @@ class WanProxy:
         try:
             while data := await reader.read(65536):
                 await queue.put((time.monotonic() + self.delay, data))
-        finally:
-            await queue.put(None)
-            await sender
+        except asyncio.CancelledError:
+            sender.cancel()
+            raise
+        await queue.put(None)
+        await sender

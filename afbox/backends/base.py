@@ -8,6 +8,8 @@
 - ``status()``: one ServiceStatus per service.
 - ``log_path(name)``: the service's log file.
 - ``restart(name)``: stop and start one service.
+- ``update(specs, timeout)``: make the running facility match a new set of specs (scaling), leaving
+  unchanged services running; yield Events as ``up`` does.
 """
 from __future__ import annotations
 
@@ -42,3 +44,4 @@ class Backend(Protocol):
     def status(self) -> list[ServiceStatus]: ...
     def log_path(self, name: str) -> Path: ...
     def restart(self, name: str) -> None: ...
+    def update(self, specs: list[ServiceSpec], timeout: float) -> Iterator[Event]: ...

@@ -67,10 +67,11 @@ class LocalBackend:
             self._stop_everything()
             raise
 
-    def _start_in_order(self, specs: list[ServiceSpec], timeout: float, started: list[str]) -> Iterator[ev.Event]:
+    def _start_in_order(self, specs: list[ServiceSpec], timeout: float, started: list[str],
+                        running: set[str] = frozenset()) -> Iterator[ev.Event]:
         pending = {s.name: s for s in specs}
-        healthy: set[str] = set()
-        since: dict[str, float] = {}
+        healthy: set[str] = set(running)
+        since: dict[str, float] = {n: 0.0 for n in running}
         while pending:
             for name, s in pending.items():
                 ready = healthy if s.needs_state == "healthy" else set(since)
@@ -94,6 +95,30 @@ class LocalBackend:
                     raise ServiceFailed(name, f"did not become healthy within {timeout:g}s ({why})",
                                         tail(self.log_path(name)), str(self.log_path(name)))
             time.sleep(0.1)
+
+    def update(self, specs: list[ServiceSpec], timeout: float) -> Iterator[ev.Event]:
+        """Apply a new set of specs to the running facility: start added services, stop removed ones.
+        Services whose spec did not change keep running untouched."""
+        self.conf.write_text(render_conf(specs, sock=self.sock, logs=self.state.logs, run=self.state.run,
+                                         identifier=f"afbox-{self.state.name}"))
+        added, changed, removed = self.sup.rpc.reloadConfig()[0]
+        for name in removed + changed:
+            yield ev.Event(ev.STOPPING, name)
+            self.sup.stop(name)
+            self.sup.rpc.removeProcessGroup(name)
+            if name in removed:
+                yield ev.Event(ev.STOPPED, name)
+        for name in added + changed:
+            self.sup.rpc.addProcessGroup(name)
+        new = [s for s in specs if s.name in set(added + changed) and not s.unavailable]
+        running = {s.name for s in specs if s.name not in set(added + changed)}
+        started: list[str] = []
+        try:
+            yield from self._start_in_order(new, timeout, started, running)
+        except BaseException:
+            for name in started:
+                self.sup.stop(name)
+            raise
 
     # -- down -------------------------------------------------------------------------------
     def _tree(self) -> list[psutil.Process]:

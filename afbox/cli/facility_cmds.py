@@ -127,4 +127,12 @@ def restart(service, name):
     click.echo(f"restarted {service}")
 
 
-COMMANDS = [up, down, status, logs, restart]
+@click.command()
+@name_option
+@click.option("--workers", "-w", type=click.IntRange(1), required=True, help="Number of CPU Dask workers wanted.")
+def scale(name, workers):
+    """Add or remove Dask workers of the running facility."""
+    _print_events(lifecycle.scale(resolve_name(name), workers))
+
+
+COMMANDS = [up, down, status, logs, restart, scale]

@@ -192,6 +192,25 @@ def test_up_again_is_a_no_op_with_the_same_urls(fac):
     assert {s["name"]: s["pid"] for s in status(fac["env"], NAME)["services"]} == pids
 
 
+def test_scale_adds_and_removes_workers_without_touching_the_others(fac):
+    from distributed import Client
+
+    env = fac["env"]
+    pids = {s["name"]: s["pid"] for s in status(env, NAME)["services"]}
+    out = afbox("scale", "--workers", "3", "--name", NAME, env=env).stdout
+    assert "dask-worker-3" in out and "healthy" in out
+    st = status(env, NAME)
+    assert service(st, "dask-worker-3")["health"] == "healthy"
+    assert {n: service(st, n)["pid"] for n in pids} == pids  # nothing else restarted
+    with Client(st["urls"]["scheduler"], timeout=20) as c:
+        assert len(c.scheduler_info()["workers"]) == 3
+    afbox("scale", "--workers", "2", "--name", NAME, env=env)
+    st = status(env, NAME)
+    assert "dask-worker-3" not in {s["name"] for s in st["services"]}
+    with Client(st["urls"]["scheduler"], timeout=20) as c:
+        wait_for(lambda: len(c.scheduler_info()["workers"]) == 2, 30, what="worker 3 gone from the scheduler")
+
+
 def test_status_json_contract(fac):
     st = status(fac["env"], NAME)
     assert set(st) >= {"facility", "state", "profile", "backend", "started", "workdir", "services", "urls"}
