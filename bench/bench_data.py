@@ -123,9 +123,9 @@ def scaling(quick: bool) -> tuple[list, dict]:
         cfg = base / "dask.toml"
         cfg.write_text("[xcache]\nenabled = false\n")
         seconds = afbox("up", "--profile", "ci", "--config", str(cfg), "--workers", str(n), "--threads", "1",
-                        "--port-base", str(PORT_BASE + 200), "--workdir", str(base / "work"), env=env)
+                        "--port-base", str(PORT_BASE + 100), "--workdir", str(base / "work"), env=env)
         try:
-            tps = throughput(f"tcp://127.0.0.1:{PORT_BASE + 206}", 500 if quick else 5000, rounds=1 if quick else 2,
+            tps = throughput(f"tcp://127.0.0.1:{PORT_BASE + 106}", 500 if quick else 5000, rounds=1 if quick else 2,
                              workers=n)
         finally:
             afbox("down", "--name", "ci", env=env)
