@@ -63,12 +63,15 @@ def wan_and_analysis(quick: bool, delay_ms: float, mbit: float) -> tuple[list, d
           "--workdir", str(base / "work"), env=env)
     try:
         afbox("demo", "data", "--events", str(events), "--files", str(files), env=env)
-        origin_dir = base / "data" / "afbox" / "ci" / "origin" / "demo" / "ttbar"
+        root = base / "data" / "afbox" / "ci" / "origin"
+        datasets = root / "demo" / "ttbar"
+        origin_dir = datasets / (datasets / "CURRENT").read_text().strip()
+        rel = origin_dir.relative_to(root)
         manifest = dataset_manifest(origin_dir)
         size = sum(f.bytes for f in manifest)
         names = [f.path.name for f in manifest]
-        direct = [f"root://localhost:{PROXY_PORT}//demo/ttbar/{n}" for n in names]
-        cached = [f"root://127.0.0.1:{PORT_BASE}//demo/ttbar/{n}" for n in names]
+        direct = [f"root://localhost:{PROXY_PORT}//{rel}/{n}" for n in names]
+        cached = [f"root://127.0.0.1:{PORT_BASE}//{rel}/{n}" for n in names]
         local = [str(f.path) for f in manifest]
         r: dict = {"events": events, "files": files, "bytes": size, "delay_ms": delay_ms, "mbit": mbit}
         with WanProxy(PROXY_PORT, PORT_BASE + 2, delay_ms, mbit):

@@ -22,10 +22,10 @@ def demo_group():
 def data(name, events, files, seed):
     """Write the synthetic dataset into the facility's origin, to be read through the XCache."""
     from ..demo.data import write_dataset
-    from ..demo.on_facility import dataset_dir, dataset_urls, running_record
+    from ..demo.on_facility import dataset_urls, new_dataset_dir, running_record
 
     rec = running_record(name)
-    out = dataset_dir(rec)
+    out = new_dataset_dir(rec, events, files, seed)
     t0 = time.monotonic()
     paths = write_dataset(out, events=events, files=files, seed=seed)
     for p in [out, *out.parents]:

@@ -28,6 +28,15 @@ def doctor(profile):
     click.echo("programs:")
     for tool, path in h.tools.items():
         click.echo(f"  {'ok' if path else '--'} {tool:<11} {path or 'missing (' + WHY.get(tool, '') + ')'}")
+    from .. import lifecycle, services
+    specs = services.render(lifecycle.context(fac, h))
+    taken = [(s.name, label, p) for s in specs for label, p in s.ports if not hostmod.port_free(p, fac.facility.bind)]
+    ports = sorted(p for s in specs for _, p in s.ports)
+    click.echo(f"ports        {ports[0]}-{ports[-1]} ({profile} profile, port_base {fac.facility.port_base}): "
+               + ("all free" if not taken else f"{len(taken)} in use"))
+    for name, label, p in taken:
+        click.echo(f"  !! {p} ({name} {label}) in use by {hostmod.port_owner(p) or 'another process'}; "
+                   "use --port-base")
     from .. import gpu
     report = gpu.detect(timeout=5.0)
     click.echo("gpus:")

@@ -18,7 +18,7 @@ def running_record(name: str | None) -> dict:
     return rec
 
 
-def dataset_dir(rec: dict) -> Path:
+def datasets_root(rec: dict) -> Path:
     if not rec.get("origin_dir"):
         raise AfboxError("this facility reads from a remote origin, so afbox cannot place demo data there",
                          hint="run the demo on a facility with its own origin: `afbox up` without --origin, "
@@ -26,14 +26,33 @@ def dataset_dir(rec: dict) -> Path:
     return Path(rec["origin_dir"]) / DATASET
 
 
+def new_dataset_dir(rec: dict, events: int, files: int, seed: int) -> Path:
+    """One folder per (events, files, seed): same parameters give the same bytes, and files with
+    other contents get other names, so the XCache never serves a stale copy."""
+    name = f"{events}ev-{files}f-seed{seed}"
+    (datasets_root(rec)).mkdir(parents=True, exist_ok=True)
+    (datasets_root(rec) / "CURRENT").write_text(name + "\n")
+    return datasets_root(rec) / name
+
+
+def dataset_dir(rec: dict) -> Path:
+    """The dataset `afbox demo data` wrote last."""
+    current = datasets_root(rec) / "CURRENT"
+    if not current.exists():
+        raise AfboxError("no demo dataset yet", hint="write one with: afbox demo data")
+    return datasets_root(rec) / current.read_text().strip()
+
+
 def dataset_urls(rec: dict, direct: bool = False) -> tuple[list[str], str]:
     """URLs of the demo files through the XCache (or straight from the origin); and which way."""
     from .data import dataset_manifest
 
-    files = dataset_manifest(dataset_dir(rec))
+    folder = dataset_dir(rec)
+    files = dataset_manifest(folder)
     if not files:
-        raise AfboxError("no demo dataset yet", hint="write one with: afbox demo data")
+        raise AfboxError(f"the demo dataset in {folder} is empty", hint="write it again with: afbox demo data")
     services = rec["services"]
     use_cache = not direct and "xcache" in services and not services["xcache"].get("unavailable")
     base = services["xcache"]["urls"]["root"] if use_cache else services["origin"]["urls"]["root"]
-    return [f"{base.rstrip('/')}//{DATASET}/{f.path.name}" for f in files], "xcache" if use_cache else "origin"
+    rel = folder.relative_to(rec["origin_dir"])
+    return [f"{base.rstrip('/')}//{rel}/{f.path.name}" for f in files], "xcache" if use_cache else "origin"

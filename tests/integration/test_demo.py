@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import pickle
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -57,14 +60,14 @@ def test_demo_data_and_run_through_cache_and_workers(fac):
     assert (fac["workdir"] / "agc_demo.ipynb").exists()
 
     # the XCache now holds the files
-    cache = Path(env["XDG_CACHE_HOME"], "afbox", "ci", "xcache", "demo", "ttbar")
+    cache = Path(env["XDG_CACHE_HOME"], "afbox", "ci", "xcache", "demo", "ttbar", "30000ev-2f-seed7")
     cached = sorted(p.name for p in cache.glob("*.root"))
     assert cached == ["ttbar_nanoaod_000.root", "ttbar_nanoaod_001.root"]
     assert all((cache / n).stat().st_blocks > 0 for n in cached)
 
     # same seed, same histogram contents: compare with an in-process run over the origin's files
     from afbox.demo import analysis
-    origin = Path(env["XDG_DATA_HOME"], "afbox", "ci", "origin", "demo", "ttbar")
+    origin = Path(env["XDG_DATA_HOME"], "afbox", "ci", "origin", "demo", "ttbar", "30000ev-2f-seed7")
     local = analysis.run(sorted(str(p) for p in origin.glob("*.root")), client=None, step_size=10000)
     hists = pickle.loads((out_dir / "histograms.pkl").read_bytes())
     for key, h in local.histograms.items():
@@ -76,7 +79,7 @@ def test_demo_data_and_run_through_cache_and_workers(fac):
 
 def test_demo_data_is_deterministic(fac):
     env = fac["env"]
-    origin = Path(env["XDG_DATA_HOME"], "afbox", "ci", "origin", "demo", "ttbar")
+    origin = Path(env["XDG_DATA_HOME"], "afbox", "ci", "origin", "demo", "ttbar", "2000ev-1f-seed11")
     import uproot
     afbox("demo", "data", "--events", "2000", "--files", "1", "--seed", "11", env=env)
     first = uproot.open(origin / "ttbar_nanoaod_000.root")["Events"]["Jet_pt"].array(library="np")
@@ -93,3 +96,23 @@ def test_demo_on_a_facility_with_a_remote_origin_says_why(tmp_path):
     (state / "facility.json").write_text(json.dumps({"origin_dir": None, "services": {}, "workdir": str(tmp_path)}))
     p = afbox("demo", "data", "--name", "x", env=env, check=False)
     assert p.returncode == 1 and "remote origin" in p.stderr and "--origin" in p.stderr
+
+
+def test_cache_purge_asks_first_and_the_data_comes_back(fac):
+    env = fac["env"]
+    cache = Path(env["XDG_CACHE_HOME"], "afbox", "ci", "xcache", "demo", "ttbar")
+    assert list(cache.rglob("*.root"))
+    no = subprocess.run([str(Path(sys.executable).parent / "afbox"), "cache", "purge"], input="n\n", env=env,
+                        capture_output=True, text=True, timeout=60)
+    assert no.returncode == 1 and "Aborted" in no.stderr
+    assert list(cache.rglob("*.root"))  # nothing deleted without a yes
+    yes = afbox("cache", "purge", "--yes", env=env).stdout
+    assert "purged" in yes and not list(cache.rglob("*.root"))
+    stats = json.loads(afbox("cache", "stats", "--json", env=env).stdout)
+    assert stats["files"] == 0
+    # the data is still at the origin: the next run reads it through the cache again
+    afbox("restart", "xcache", env=env)
+    time.sleep(1)
+    run = afbox("demo", "run", env=env, timeout=300).stdout
+    assert "processed 2,000 events" in run  # the dataset written last
+    assert list(cache.rglob("*.root"))

@@ -136,3 +136,27 @@ def test_missing_xrootd_marks_xcache_unavailable_or_fails_when_required(env, tmp
     finally:
         afbox("down", "--name", "ci", env=env)
     assert facility_processes(env) == []
+
+
+def test_two_named_facilities_run_side_by_side(env, tmp_path):
+    cfg = tmp_path / "dask-only.toml"
+    cfg.write_text("[jupyter]\nenabled = false\n\n[xcache]\nenabled = false\n\n[dask]\nworkers = 1\n")
+    work = Path(env["AFBOX_TEST_BASE"]) / "work"
+    try:
+        afbox("up", "--profile", "ci", "--config", str(cfg), "--name", "one", "--port-base", "20500",
+              "--workdir", str(work), env=env)
+        afbox("up", "--profile", "ci", "--config", str(cfg), "--name", "two", "--port-base", "20600",
+              "--workdir", str(work), env=env)
+        one, two = status(env, "one"), status(env, "two")
+        assert one["state"] == two["state"] == "up"
+        assert one["urls"]["scheduler"].endswith(":20506") and two["urls"]["scheduler"].endswith(":20606")
+        # with two running, a command without --name does not guess
+        p = afbox("down", env=env, check=False)
+        assert p.returncode == 1 and "2 facilities are running: one, two" in p.stderr and "--name" in p.stderr
+        assert status(env, "one")["state"] == "up" and status(env, "two")["state"] == "up"
+        afbox("down", "--name", "one", env=env)
+        assert status(env, "one")["state"] == "down" and status(env, "two")["state"] == "up"
+    finally:
+        afbox("down", "--name", "one", env=env, check=False)
+        afbox("down", "--name", "two", env=env, check=False)
+    assert facility_processes(env) == []
