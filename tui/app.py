@@ -1,9 +1,74 @@
-"""The facility console. Until it lands, point people at the CLI."""
+"""The facility console: `afbox` with no arguments, or `afbox tui`."""
 from __future__ import annotations
 
-import click
+from collections import deque
+
+from textual.app import App
+from textual.binding import Binding
+
+from afbox.events import Event
+
+from .data import LiveSource
+from .screens.confirm import ConfirmScreen
+from .screens.help import HelpScreen
+from .screens.logs import LogScreen
+from .screens.overview import OverviewScreen
+from .screens.setup import SetupScreen
+from .widgets.event_strip import EventStrip
+
+JOURNAL = 200
+
+
+class AfboxApp(App):
+    CSS_PATH = "afbox.tcss"
+    TITLE = "afbox"
+    ENABLE_COMMAND_PALETTE = False
+    BINDINGS = [Binding("ctrl+q", "quit", "Quit", priority=True)]
+
+    def __init__(self, source=None, facility: str | None = None) -> None:
+        super().__init__()
+        self.source = source or LiveSource()
+        self.facility = facility
+        self.journal: deque[Event] = deque(maxlen=JOURNAL)
+
+    def on_mount(self) -> None:
+        name = self.facility or self.source.running_facility()
+        self.push_screen(OverviewScreen(name) if name else SetupScreen())
+
+    def note(self, event: Event) -> None:
+        """Add to the events every screen's strip shows."""
+        self.journal.append(event)
+        for strip in self.screen.query(EventStrip):
+            strip.show(self.journal)
+
+    def show_overview(self, name: str) -> None:
+        self.facility = name
+        self.switch_screen(OverviewScreen(name))
+
+    def show_setup(self) -> None:
+        self.facility = None
+        self.switch_screen(SetupScreen())
+
+    def show_logs(self, service: str, path: str) -> None:
+        self.push_screen(LogScreen(service, path))
+
+    async def action_quit(self) -> None:
+        if getattr(self.screen, "starting", False):
+            def confirmed(yes: bool | None) -> None:
+                if yes:
+                    self.exit()
+            self.push_screen(ConfirmScreen("A facility is starting. Quit and stop what has started so far?",
+                                           "Leaving takes a moment while the started services stop."), confirmed)
+            return
+        self.exit()
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
 
 
 def run() -> None:
-    click.echo("the console (TUI) is not built yet; use the CLI:")
-    click.echo("  afbox up | afbox status | afbox logs SERVICE | afbox down | afbox doctor | afbox --help")
+    app = AfboxApp()
+    app.run()
+    if app.facility:
+        print(f"afbox: facility {app.facility!r} keeps running (afbox status; afbox down stops it)")

@@ -8,7 +8,7 @@ from __future__ import annotations
 from ..ports import port
 from ..spec import HealthCheck, ServiceSpec
 from .context import Context
-from .xcache import INSTALL_HINT
+from .xcache import INSTALL_HINT, xrootd_argv
 
 NAME = "origin"
 
@@ -35,9 +35,7 @@ def config_text(ctx: Context) -> str:
 
 def render(ctx: Context) -> ServiceSpec:
     p = port(ctx.base, NAME)
-    argv = (ctx.xrootd or "xrootd", "-c", str(config_path(ctx)), "-n", f"afbox-{ctx.facility.name}-origin")
-    if ctx.xrootd_user:
-        argv = (*argv[:1], "-R", ctx.xrootd_user, *argv[1:])
+    argv = xrootd_argv(ctx, config_path(ctx), f"afbox-{ctx.facility.name}-origin")
     return ServiceSpec(
         name=NAME, argv=argv, ports=(("xroot", p),),
         health=HealthCheck("xrootd", host="127.0.0.1", port=p),

@@ -54,11 +54,15 @@ def config_text(ctx: Context) -> str:
     return "\n".join(lines) + "\n"
 
 
+def xrootd_argv(ctx: Context, config, instance: str) -> tuple[str, ...]:
+    """xrootd refuses to run as root: as root it drops to the package's own user (-R)."""
+    run_as = ("-R", ctx.xrootd_user) if ctx.xrootd_user else ()
+    return (ctx.xrootd or "xrootd", *run_as, "-c", str(config), "-n", instance)
+
+
 def render(ctx: Context) -> ServiceSpec:
     p = port(ctx.base, NAME)
-    argv = (ctx.xrootd or "xrootd", "-c", str(config_path(ctx)), "-n", f"afbox-{ctx.facility.name}")
-    if ctx.xrootd_user:
-        argv = (*argv[:1], "-R", ctx.xrootd_user, *argv[1:])
+    argv = xrootd_argv(ctx, config_path(ctx), f"afbox-{ctx.facility.name}")
     return ServiceSpec(
         name=NAME, argv=argv, ports=(("xroot", p),),
         # XrdCl refuses a failed origin for 30 min by default (not settable by pss.setopt in 5.5);
