@@ -18,7 +18,7 @@ done
 say() { printf '[afbox install] %s\n' "$*"; }
 
 # --- system packages --------------------------------------------------------------------------
-APT_PKGS=(xrootd-server xrootd-server-plugins xrootd-client python3-venv)
+APT_PKGS=(xrootd-server xrootd-server-plugins xrootd-client xrootd-scitokens-plugins openssl python3-venv)
 [ "$DEV" = 1 ] && APT_PKGS+=(tmux procps)
 missing=()
 if command -v dpkg-query >/dev/null; then

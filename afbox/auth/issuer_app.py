@@ -1,0 +1,116 @@
+"""The facility's token issuer over HTTPS (the xrootd scitokens plugin accepts only https issuers).
+
+    python -m afbox.auth.issuer_app --identity-dir D --issuer https://127.0.0.1:PORT [--port PORT]
+
+Serves <issuer>/.well-known/openid-configuration, <issuer>/jwks.json (re-read when a key rotation
+replaces the key files, so no restart is needed) and <issuer>/health.  Tokens are minted through
+the Python API, not here, so the server holds no endpoint that hands out anything secret.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import ssl
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import tornado.web
+
+from .identity import load, stamp
+from .tokens import COMPUTE, JUPYTER
+
+JWKS_MAX_AGE = 300  # clients refetch on an unknown kid anyway
+
+
+def discovery(issuer: str) -> dict:
+    return {
+        "issuer": issuer,
+        "jwks_uri": issuer.rstrip("/") + "/jwks.json",
+        "response_types_supported": [],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["ES256"],
+        "token_signing_alg_values_supported": ["ES256"],
+        "scopes_supported": [COMPUTE, JUPYTER, "storage.read:/"],
+        "claims_supported": ["wlcg.ver", "iss", "sub", "aud", "scope", "exp", "iat", "nbf", "jti"],
+    }
+
+
+class Keys:
+    """The published JWKS, rebuilt only when the identity files change."""
+
+    def __init__(self, dir: Path):
+        self.dir, self._stamp, self._ident = dir, None, None
+
+    def jwks(self) -> dict:
+        current = stamp(self.dir)
+        if current != self._stamp:
+            self._ident, self._stamp = load(self.dir), current
+        return self._ident.jwks()  # filtered each time: rotated keys drop out when their time is up
+
+
+class JsonHandler(tornado.web.RequestHandler):
+    def initialize(self, body, max_age: int = 0):
+        self.body, self.max_age = body, max_age
+
+    def get(self):
+        self.set_header("Content-Type", "application/json")
+        self.set_header("Cache-Control", f"public, max-age={self.max_age}" if self.max_age else "no-store")
+        self.finish(json.dumps(self.body() if callable(self.body) else self.body))
+
+
+def make_app(identity_dir: Path, issuer: str) -> tornado.web.Application:
+    keys = Keys(Path(identity_dir))
+    keys.jwks()  # fail at start, not on the first request, when the identity is missing
+    prefix = urlsplit(issuer).path.rstrip("/")
+    started = time.time()
+    return tornado.web.Application([
+        (f"{prefix}/.well-known/openid-configuration", JsonHandler, {"body": discovery(issuer), "max_age": 3600}),
+        (f"{prefix}/jwks.json", JsonHandler, {"body": keys.jwks, "max_age": JWKS_MAX_AGE}),
+        (f"{prefix}/health", JsonHandler, {"body": lambda: {"status": "ok", "keys": len(keys.jwks()["keys"]),
+                                                              "uptime": round(time.time() - started)}}),
+    ])
+
+
+def tls_context(identity_dir: Path) -> ssl.SSLContext:
+    ident = load(Path(identity_dir))
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(ident.cert_file, ident.key_file)
+    return ctx
+
+
+async def serve(identity_dir: Path, issuer: str, port: int, host: str) -> None:
+    server = make_app(identity_dir, issuer).listen(port, address=host, ssl_options=tls_context(identity_dir))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"issuer {issuer} listening on https://{host}:{port}", flush=True)
+    await stop.wait()
+    server.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m afbox.auth.issuer_app", description=__doc__.splitlines()[0])
+    p.add_argument("--identity-dir", required=True, type=Path)
+    p.add_argument("--issuer", required=True, help="the issuer URL written in tokens (https://host:port[/path])")
+    p.add_argument("--port", type=int, help="default: the issuer URL's port")
+    p.add_argument("--host", default="127.0.0.1")
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    url = urlsplit(a.issuer)
+    if url.scheme != "https":
+        p.error("--issuer must be an https URL")
+    try:
+        asyncio.run(serve(a.identity_dir, a.issuer, a.port or url.port or 443, a.host))
+    except OSError as e:  # missing identity, port in use: one line for the service log
+        sys.exit(f"afbox issuer: {e}")
+
+
+if __name__ == "__main__":
+    main()
