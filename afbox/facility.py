@@ -92,6 +92,35 @@ class OriginSection(Section):
     data_dir: str = ""                          # default: <data>/afbox/<name>/origin
 
 
+class AuthSection(Section):
+    enabled: bool = True
+    # other issuers whose tokens this facility accepts: another facility, CILogon, INDIGO IAM
+    trusted_issuers: list[str] = []
+    token_lifetime: str = "8h"
+
+    @field_validator("trusted_issuers")
+    @classmethod
+    def _https(cls, v: list[str]) -> list[str]:
+        for url in v:
+            if not url.startswith("https://"):
+                raise ValueError(f"a trusted issuer must be an https:// URL, got {url!r}")
+        return v
+
+    @field_validator("token_lifetime")
+    @classmethod
+    def _lifetime(cls, v: str) -> str:
+        parse_duration(v)
+        return v
+
+
+def parse_duration(text: str) -> float:
+    """'8h', '30m', '3600s', '1d' or plain seconds -> seconds."""
+    m = re.match(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$", str(text))
+    if not m:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 30m, 8h, 1d)")
+    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+
+
 class Facility(BaseModel):
     model_config = ConfigDict(extra="forbid")
     facility: FacilitySection = FacilitySection()
@@ -99,6 +128,7 @@ class Facility(BaseModel):
     jupyter: JupyterSection = JupyterSection()
     xcache: XCacheSection = XCacheSection()
     origin: OriginSection = OriginSection()
+    auth: AuthSection = AuthSection()
     profile: str = ""
 
     @property

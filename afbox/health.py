@@ -27,7 +27,7 @@ def _headers(h: HealthCheck) -> dict[str, str]:
 
 
 def _http(h: HealthCheck, timeout: float) -> tuple[bool, str]:
-    r = httpx.get(h.url, headers=_headers(h), timeout=timeout)
+    r = httpx.get(h.url, headers=_headers(h), timeout=timeout, verify=h.ca_file or True)
     return r.is_success, f"HTTP {r.status_code}"
 
 
@@ -59,4 +59,4 @@ def _xrootd(h: HealthCheck, timeout: float) -> tuple[bool, str]:
         return status == 0, "" if status == 0 else f"handshake status {status}"
 
 
-CHECKS = {"http": _http, "tcp": _tcp, "dask-worker": _dask_worker, "xrootd": _xrootd}
+CHECKS = {"http": _http, "https": _http, "tcp": _tcp, "dask-worker": _dask_worker, "xrootd": _xrootd}

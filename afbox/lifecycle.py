@@ -15,7 +15,7 @@ from .errors import AfboxError, ConfigError
 from .facility import Facility
 from .health import check
 from .run import which
-from .services import jupyter, origin, xcache
+from .services import issuer, jupyter, origin, xcache
 from .services.context import Context
 from .sizing import dask_size, xcache_size
 from .spec import ServiceSpec
@@ -88,6 +88,9 @@ def prepare(ctx: Context, specs: list[ServiceSpec]) -> None:
     """Create dirs, secrets and config files the rendered specs refer to. Never removes user data."""
     ctx.state.ensure()
     ctx.facility.workdir.mkdir(parents=True, exist_ok=True)
+    if ctx.facility.auth.enabled:
+        from .auth.identity import ensure_identity
+        ensure_identity(issuer.identity_dir(ctx), hosts=tuple(dict.fromkeys(("localhost", "127.0.0.1", ctx.bind))))
     prepare_dirs(specs)
     if ctx.facility.jupyter.enabled:
         write_private(ctx.jupyter_token_file, secrets.token_urlsafe(32))
@@ -129,6 +132,8 @@ def record(ctx: Context, specs: list[ServiceSpec], backend: str) -> dict:
         "started": time.time(), "workdir": str(ctx.facility.workdir), "cache_dir": str(ctx.cache_dir),
         "cache_size": ctx.cache_size, "port_base": ctx.base,
         "origin_dir": str(ctx.origin_dir) if ctx.facility.local_origin else None,
+        "auth": {"issuer": issuer.url(ctx), "identity_dir": str(issuer.identity_dir(ctx)),
+                 "trusted_issuers": ctx.facility.auth.trusted_issuers} if ctx.facility.auth.enabled else None,
         "jupyter_token_file": str(ctx.jupyter_token_file) if ctx.facility.jupyter.enabled else None,
         "dask": {"workers": ctx.dask.workers, "threads": ctx.dask.threads, "memory_limit": ctx.dask.memory_limit},
         "services": {s.name: {"ports": s.port_dict, "urls": s.url_dict, "unavailable": s.unavailable,
@@ -190,7 +195,7 @@ def scale(name: str, workers: int) -> Iterator[ev.Event]:
     yield ev.Event(ev.INFO, "", f"dask workers: {before} -> {workers}")
     yield from be.update(specs, timeout=fac.facility.start_timeout)
     new_rec = record(ctx, specs, be.name)
-    for key in ("started", "jupyter_token_file", "gpus", "cache_size", "origin_dir"):
+    for key in ("started", "jupyter_token_file", "gpus", "cache_size", "origin_dir", "auth"):
         new_rec[key] = rec.get(key)
     state.write(new_rec)
 

@@ -1,7 +1,7 @@
 """Every port a facility uses is port_base + a fixed offset, so two facilities differ by their base."""
 from __future__ import annotations
 
-OFFSETS = {"xcache": 0, "origin": 2, "scheduler": 6, "dashboard": 7, "jupyter": 8}
+OFFSETS = {"xcache": 0, "issuer": 1, "origin": 2, "scheduler": 6, "dashboard": 7, "jupyter": 8}
 WORKER_FIRST = 20
 PER_WORKER = 3  # nanny, worker, worker dashboard
 

@@ -13,10 +13,12 @@ class HealthCheck:
     path: str = "/"
     headers: tuple[tuple[str, str], ...] = ()
     timeout: float = 60.0
+    ca_file: str | None = None  # https: the CA to verify the service's certificate with
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}{self.path}"
+        scheme = "https" if self.kind == "https" else "http"
+        return f"{scheme}://{self.host}:{self.port}{self.path}"
 
 
 @dataclass(frozen=True)

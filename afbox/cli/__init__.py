@@ -36,8 +36,8 @@ def main(ctx: click.Context, verbose: bool) -> None:
         open_console()
 
 
-from . import cache_cmds, demo_cmds, doctor, facility_cmds, gpu_cmd, tui_cmd  # noqa: E402  (registers commands)
+from . import cache_cmds, demo_cmds, doctor, facility_cmds, gpu_cmd, token_cmds, tui_cmd  # noqa: E402
 
-for module in (facility_cmds, doctor, cache_cmds, gpu_cmd, demo_cmds, tui_cmd):
+for module in (facility_cmds, doctor, cache_cmds, gpu_cmd, demo_cmds, token_cmds, tui_cmd):
     for cmd in module.COMMANDS:
         main.add_command(cmd)

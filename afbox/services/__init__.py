@@ -3,11 +3,13 @@ from __future__ import annotations
 
 from ..spec import ServiceSpec
 from .context import Context
-from . import dask, jupyter, origin, xcache
+from . import dask, issuer, jupyter, origin, xcache
 
 
 def render(ctx: Context) -> list[ServiceSpec]:
     specs: list[ServiceSpec] = []
+    if ctx.facility.auth.enabled:
+        specs.append(issuer.render(ctx))
     specs += dask.render(ctx)
     if ctx.facility.jupyter.enabled:
         specs.append(jupyter.render(ctx))

@@ -1,7 +1,9 @@
 """JupyterLab on the workdir, token-protected, with the Dask panel pointed at this facility."""
 from __future__ import annotations
 
+from ..auth.facility_auth import service_env
 from ..ports import port
+from . import issuer
 from ..spec import HealthCheck, ServiceSpec
 from .context import Context
 from .dask import dashboard_url, scheduler_address
@@ -16,7 +18,10 @@ def settings_dir(ctx: Context):
 def render(ctx: Context) -> ServiceSpec:
     p = port(ctx.base, "jupyter")
     workdir = str(ctx.facility.workdir)
-    argv = (f"{ctx.bin_dir}/jupyter", "lab", "--no-browser", f"--ServerApp.ip={ctx.bind}",
+    auth = ctx.facility.auth
+    provider = (("--ServerApp.identity_provider_class=afbox.auth.jupyter_identity.FacilityIdentityProvider",)
+                if auth.enabled else ())
+    argv = (f"{ctx.bin_dir}/jupyter", "lab", "--no-browser", f"--ServerApp.ip={ctx.bind}", *provider,
             f"--ServerApp.port={p}", "--ServerApp.port_retries=0", f"--ServerApp.root_dir={workdir}",
             *(("--allow-root",) if ctx.as_root else ()), *ctx.facility.jupyter.extra_args)
     dashboard = dashboard_url(ctx).removesuffix("/status")
@@ -29,6 +34,7 @@ def render(ctx: Context) -> ServiceSpec:
         ("AFBOX_DASHBOARD", dashboard),
         ("DASK_SCHEDULER_ADDRESS", scheduler_address(ctx)),  # a bare Client() connects here
         ("DASK_DISTRIBUTED__DASHBOARD__LINK", dashboard + "/status"),
+        *(service_env(issuer.url(ctx), issuer.identity_dir(ctx), auth.trusted_issuers) if auth.enabled else ()),
     )
     return ServiceSpec(
         name=NAME, argv=argv, env=env, cwd=workdir, ports=(("http", p),),

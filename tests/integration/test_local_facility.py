@@ -1,6 +1,7 @@
 """Acceptance: `afbox up --profile ci` brings up real Dask, JupyterLab and XCache; real clients use them."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -61,7 +62,8 @@ def test_up_prints_urls_and_everything_is_healthy(fac):
     assert "XCache          root://127.0.0.1:19100/" in out
     st = fac["st"]
     assert st["state"] == "up"
-    assert {s["name"] for s in st["services"]} == {"dask-scheduler", "dask-worker-1", "dask-worker-2", "jupyter", "xcache"}
+    assert {s["name"] for s in st["services"]} == {"dask-scheduler", "dask-worker-1", "dask-worker-2", "jupyter",
+                                                   "xcache", "issuer"}
     assert all(s["health"] == "healthy" and s["pid"] for s in st["services"])
 
 
@@ -209,6 +211,58 @@ def test_scale_adds_and_removes_workers_without_touching_the_others(fac):
     assert "dask-worker-3" not in {s["name"] for s in st["services"]}
     with Client(st["urls"]["scheduler"], timeout=20) as c:
         wait_for(lambda: len(c.scheduler_info()["workers"]) == 2, 30, what="worker 3 gone from the scheduler")
+
+
+def _token(fac, *args) -> str:
+    return afbox("token", "--name", NAME, *args, env=fac["env"]).stdout.strip()
+
+
+def _jupyter(fac, path: str, **kw):
+    return httpx.get(fac["st"]["urls"]["jupyter"].removesuffix("/lab") + path, **kw)
+
+
+def test_issuer_serves_discovery_and_jwks_over_https(fac):
+    iss = service(fac["st"], "issuer")
+    assert iss["health"] == "healthy"
+    url = iss["urls"]["issuer"]
+    ca = Path(fac["env"]["XDG_STATE_HOME"], "afbox", NAME, "secrets", "identity", "ca.pem")
+    conf = httpx.get(url + "/.well-known/openid-configuration", verify=str(ca)).json()
+    assert conf["issuer"] == url
+    jwks = httpx.get(conf["jwks_uri"], verify=str(ca)).json()
+    assert [k["alg"] for k in jwks["keys"]] == ["ES256"]
+    with pytest.raises(httpx.ConnectError):  # only the facility CA vouches for it
+        httpx.get(url + "/health")
+    for f in Path(fac["env"]["XDG_STATE_HOME"], "afbox", NAME, "secrets", "identity").iterdir():
+        if f.suffix == ".pem" and "key" in f.name:
+            assert f.stat().st_mode & 0o777 == 0o600, f
+
+
+def test_jupyter_accepts_facility_tokens_and_refuses_others(fac):
+    good = _token(fac)
+    info = json.loads(afbox("token", "--inspect", good, env=fac["env"]).stdout)
+    assert info["claims"]["wlcg.ver"] == "1.0" and "jupyter.access" in info["claims"]["scope"]
+    assert _jupyter(fac, "/api/status", headers={"Authorization": f"Bearer {good}"}).status_code == 200
+    # the login URL form sets the session cookie, so a browser needs the token only once
+    r = _jupyter(fac, f"/api/status?token={good}")
+    assert r.status_code == 200 and any("username" in c for c in r.headers.get_list("set-cookie"))
+    compute_only = _token(fac, "--scope", "compute.create")
+    other_site = _token(fac, "--audience", "https://other.site")
+    for bad in (compute_only, other_site, good[:-4] + "AAAA", "not.a.jwt"):
+        assert _jupyter(fac, "/api/status", headers={"Authorization": f"Bearer {bad}"}).status_code == 403
+    log = Path(service(fac["st"], "jupyter")["log"]).read_text(errors="replace")
+    assert "refused a facility token" in log
+    assert good not in log and compute_only not in log
+
+
+def test_rotated_key_keeps_old_tokens_valid(fac):
+    old = _token(fac)
+    out = afbox("token", "rotate-key", "--name", NAME, env=fac["env"]).stdout
+    assert "rotated" in out
+    new = _token(fac)
+    assert json.loads(afbox("token", "--inspect", new, env=fac["env"]).stdout)["header"]["kid"] != \
+        json.loads(afbox("token", "--inspect", old, env=fac["env"]).stdout)["header"]["kid"]
+    for t in (old, new):
+        assert _jupyter(fac, "/api/status", headers={"Authorization": f"Bearer {t}"}).status_code == 200
 
 
 def test_status_json_contract(fac):

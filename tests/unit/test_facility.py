@@ -55,6 +55,16 @@ def test_several_errors_are_all_reported(tmp_path):
     assert f"{cfg}:2: dask.workers" in text and f"{cfg}:3: dask.memory_limit" in text
 
 
+def test_auth_settings_are_checked(tmp_path):
+    cfg = tmp_path / "a.toml"
+    cfg.write_text('[auth]\ntrusted_issuers = ["http://plain.example"]\ntoken_lifetime = "soon"\n')
+    with pytest.raises(ConfigError) as e:
+        load("ci", cfg)
+    text = e.value.render()
+    assert f"{cfg}:2: auth.trusted_issuers: a trusted issuer must be an https:// URL" in text
+    assert f"{cfg}:3: auth.token_lifetime: not a duration" in text
+
+
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError) as e:
         load("ci", tmp_path / "nope.toml")

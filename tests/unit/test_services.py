@@ -26,7 +26,8 @@ def test_rendering_is_pure():
 
 def test_services_and_ports_follow_the_port_base():
     specs = {s.name: s for s in services.render(ctx(overrides={"facility": {"port_base": 20000}}))}
-    assert set(specs) == {"dask-scheduler", "dask-worker-1", "dask-worker-2", "jupyter", "xcache", "origin"}
+    assert set(specs) == {"dask-scheduler", "dask-worker-1", "dask-worker-2", "jupyter", "xcache", "origin", "issuer"}
+    assert specs["issuer"].port_dict == {"https": 20001}
     assert specs["origin"].port_dict == {"xroot": 20002}
     assert specs["dask-scheduler"].port_dict == {"scheduler": 20006, "dashboard": 20007}
     assert specs["jupyter"].port_dict == {"http": 20008}
@@ -95,8 +96,8 @@ def test_sizing_from_the_host():
 def test_supervisor_conf_groups_and_quotes(tmp_path):
     specs = services.render(ctx())
     conf = render_conf(specs, sock=tmp_path / "s.sock", logs=tmp_path / "logs", run=tmp_path, identifier="afbox-ci")
-    assert conf.count("[program:") == 6
-    assert conf.count("stopasgroup=true") == 6 and conf.count("killasgroup=true") == 6
+    assert conf.count("[program:") == 7
+    assert conf.count("stopasgroup=true") == 7 and conf.count("killasgroup=true") == 7
     assert "chmod=0700" in conf
     assert "autorestart=true" in conf
     unavailable = render_conf(services.render(ctx(xrootd=None)), sock=tmp_path / "s", logs=tmp_path, run=tmp_path,
@@ -129,3 +130,18 @@ def test_origin_config_serves_its_data_dir():
     c = ctx(origin_dir=Path("/data/origin"))
     lines = origin.config_text(c).splitlines()
     assert "oss.localroot /data/origin" in lines and "xrd.port 18782" in lines and "xrd.allow host localhost" in lines
+
+
+def test_issuer_is_https_on_loopback_and_jupyter_trusts_it():
+    specs = {s.name: s for s in services.render(ctx())}
+    iss = specs["issuer"]
+    assert iss.health.kind == "https" and iss.health.url == "https://127.0.0.1:18781/health"
+    assert iss.health.ca_file.endswith("secrets/identity/ca.pem")
+    assert iss.argv[iss.argv.index("--host") + 1] == "127.0.0.1"
+    j = specs["jupyter"]
+    assert any("FacilityIdentityProvider" in a for a in j.argv)
+    assert j.env_dict["AFBOX_AUTH_ISSUER"] == "https://127.0.0.1:18781"
+    trusted = ctx(overrides={"auth": {"trusted_issuers": ["https://other.example"]}})
+    assert jupyter.render(trusted).env_dict["AFBOX_AUTH_TRUSTED"] == "https://other.example"
+    off = {s.name: s for s in services.render(ctx(overrides={"auth": {"enabled": False}}))}
+    assert "issuer" not in off and not any("FacilityIdentityProvider" in a for a in off["jupyter"].argv)

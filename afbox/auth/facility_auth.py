@@ -1,0 +1,33 @@
+"""The facility's auth settings as services see them: issuer URL, audience, identity dir, trust.
+
+Services get these through AFBOX_AUTH_* environment variables (paths and URLs, never a secret)
+and build the one shared Validator from them.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .validate import LocalJwks, RemoteJwks, Validator
+
+ENV_ISSUER, ENV_IDENTITY, ENV_TRUSTED, ENV_CA = (
+    "AFBOX_AUTH_ISSUER", "AFBOX_AUTH_IDENTITY_DIR", "AFBOX_AUTH_TRUSTED", "AFBOX_AUTH_CA_FILE")
+
+
+def issuer_url(bind: str, port: int) -> str:
+    return f"https://{bind}:{port}"
+
+
+def service_env(issuer: str, identity_dir: Path, trusted: list[str]) -> tuple[tuple[str, str], ...]:
+    return ((ENV_ISSUER, issuer), (ENV_IDENTITY, str(identity_dir)), (ENV_TRUSTED, ",".join(trusted)),
+            (ENV_CA, str(identity_dir / "ca.pem")))
+
+
+def validator_from_env(environ=os.environ) -> Validator:
+    """The facility's own issuer is read from its key files; trusted ones through their JWKS."""
+    issuer = environ[ENV_ISSUER]
+    trusted: dict = {issuer: LocalJwks(Path(environ[ENV_IDENTITY]))}
+    for other in filter(None, environ.get(ENV_TRUSTED, "").split(",")):
+        trusted[other] = RemoteJwks(other, ca_file=environ.get(ENV_CA))
+    # a token for this facility names it (its issuer URL) as audience
+    return Validator(trusted, audience=issuer, ca_file=environ.get(ENV_CA))

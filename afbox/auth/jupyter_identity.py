@@ -1,0 +1,37 @@
+"""Jupyter accepts the facility's tokens: `Authorization: Bearer <JWT>` or `?token=<JWT>` in the
+login URL (which then sets the session cookie), beside Jupyter's own random token."""
+from __future__ import annotations
+
+import asyncio
+
+from jupyter_server.auth.identity import IdentityProvider, User
+
+from .facility_auth import validator_from_env
+from .tokens import JUPYTER
+from .validate import TokenRejected
+
+
+class FacilityIdentityProvider(IdentityProvider):
+    _validator = None
+
+    @property
+    def validator(self):
+        if self._validator is None:
+            self._validator = validator_from_env()
+        return self._validator
+
+    async def get_user_token(self, handler) -> User | None:
+        user = await super().get_user_token(handler)
+        if user is not None:
+            return user
+        token = self.get_token(handler)
+        if not token or token.count(".") != 2:
+            return None
+        try:
+            # a remote issuer's JWKS may need fetching: keep the event loop free meanwhile
+            claims = await asyncio.get_running_loop().run_in_executor(
+                None, self.validator.validate, token, JUPYTER)
+        except TokenRejected as e:
+            self.log.warning("refused a facility token from %s: %s", handler.request.remote_ip, e.reason)
+            return None
+        return User(username=claims.subject, name=claims.subject, display_name=claims.subject)

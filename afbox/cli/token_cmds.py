@@ -1,0 +1,69 @@
+"""afbox token: mint, inspect and rotate the facility's tokens (WLCG profile JWTs)."""
+from __future__ import annotations
+
+import getpass
+import json
+from pathlib import Path
+
+import click
+
+from ..errors import AfboxError
+from ..facility import parse_duration
+from ..naming import resolve_name
+from ..state import FacilityState
+from .options import name_option
+
+DEFAULT_SCOPE = "compute.create jupyter.access storage.read:/"
+MAX_LIFETIME = 7 * 86400  # an old key stays published this long after rotate-key
+
+
+def _auth(name: str | None) -> dict:
+    state = FacilityState(resolve_name(name))
+    rec = state.read()
+    if not rec or not rec.get("auth"):
+        raise AfboxError(f"facility {state.name!r} is not running with auth",
+                         hint="start it with `afbox up` (its identity is created on the first up)")
+    return rec["auth"]
+
+
+@click.group("token", invoke_without_command=True)
+@name_option
+@click.option("--scope", default=DEFAULT_SCOPE, show_default=True, help="Space-separated WLCG scopes.")
+@click.option("--lifetime", default="8h", show_default=True, help="e.g. 30m, 8h, 2d (at most 7d).")
+@click.option("--audience", help="Who the token is for (default: this facility; another site's issuer URL to use it there).")
+@click.option("--subject", default=None, help="Token subject (default: your user name).")
+@click.option("--inspect", "inspect_token", metavar="TOKEN", help="Decode a token: claims, validity, issuer.")
+@click.pass_context
+def token_group(ctx, name, scope, lifetime, audience, subject, inspect_token):
+    """Print a fresh token for you, valid for Jupyter, Dask and the XCache of this facility."""
+    if ctx.invoked_subcommand:
+        return
+    from ..auth import tokens
+    if inspect_token:
+        try:
+            info = tokens.inspect(inspect_token.strip())
+        except ValueError as e:
+            raise AfboxError(f"not a token: {e}") from None
+        click.echo(json.dumps(info, indent=2, sort_keys=True, default=str))
+        return
+    seconds = parse_duration(lifetime)
+    if seconds > MAX_LIFETIME:
+        raise AfboxError(f"lifetime {lifetime} is longer than 7d", hint="ask for a new token when it runs out")
+    auth = _auth(name)
+    from ..auth.identity import load
+    identity = load(Path(auth["identity_dir"]))
+    click.echo(tokens.mint(identity, auth["issuer"], subject or getpass.getuser(), scope,
+                           audience or auth["issuer"], lifetime=seconds))
+
+
+@token_group.command("rotate-key")
+@name_option
+def rotate_key(name):
+    """Start signing with a new key; the old one stays published until its tokens have expired."""
+    from ..auth.identity import rotate_key as rotate
+    auth = _auth(name)
+    identity = rotate(Path(auth["identity_dir"]), keep_for=MAX_LIFETIME)
+    click.echo(f"signing key rotated: new key id {identity.kid}; the previous key stays published for 7 days")
+
+
+COMMANDS = [token_group]
