@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
 import struct
 from pathlib import Path
 
@@ -27,7 +28,8 @@ def _headers(h: HealthCheck) -> dict[str, str]:
 
 
 def _http(h: HealthCheck, timeout: float) -> tuple[bool, str]:
-    r = httpx.get(h.url, headers=_headers(h), timeout=timeout, verify=h.ca_file or True)
+    verify = ssl.create_default_context(cafile=h.ca_file) if h.ca_file else True
+    r = httpx.get(h.url, headers=_headers(h), timeout=timeout, verify=verify)
     return r.is_success, f"HTTP {r.status_code}"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import ssl
 import subprocess
 import time
 from pathlib import Path
@@ -226,9 +227,10 @@ def test_issuer_serves_discovery_and_jwks_over_https(fac):
     assert iss["health"] == "healthy"
     url = iss["urls"]["issuer"]
     ca = Path(fac["env"]["XDG_STATE_HOME"], "afbox", NAME, "secrets", "identity", "ca.pem")
-    conf = httpx.get(url + "/.well-known/openid-configuration", verify=str(ca)).json()
+    verify = ssl.create_default_context(cafile=str(ca))
+    conf = httpx.get(url + "/.well-known/openid-configuration", verify=verify).json()
     assert conf["issuer"] == url
-    jwks = httpx.get(conf["jwks_uri"], verify=str(ca)).json()
+    jwks = httpx.get(conf["jwks_uri"], verify=verify).json()
     assert [k["alg"] for k in jwks["keys"]] == ["ES256"]
     with pytest.raises(httpx.ConnectError):  # only the facility CA vouches for it
         httpx.get(url + "/health")
