@@ -248,7 +248,18 @@ def status(name: str) -> dict:
     overall = "up" if all(r["health"] == "healthy" for r in runnable) else "degraded"
     return {"facility": name, "state": overall, "profile": rec["profile"], "backend": rec["backend"],
             "started": rec["started"], "workdir": rec["workdir"], "services": rows, "urls": urls(rec),
-            "gpus": rec.get("gpus", {"report": None, "workers": {}})}
+            "gpus": gpu_status(rec)}
+
+
+def gpu_status(rec: dict) -> dict:
+    """The GPUs found at `up`, the worker each one got, and their current use (cheap: NVML stays
+    open, nvidia-smi answers are cached a few seconds)."""
+    g = rec.get("gpus") or {"report": None, "workers": {}}
+    out = {**g, "live": None}
+    if g.get("report") and g["report"].get("gpus"):
+        from . import gpu
+        out["live"] = gpu.live(gpu.GpuReport.from_dict(g["report"])).to_dict()
+    return out
 
 
 def urls(rec: dict) -> dict:

@@ -83,6 +83,10 @@ def test_status_json_lists_gpus(two_gpus):
     g = status(env, "ci")["gpus"]
     assert g["report"]["source"] == "nvidia-smi" and len(g["report"]["gpus"]) == 2
     assert g["workers"]["dask-gpu-0"]["label"] == "gpu-0"
+    # live figures come from the (fake) tool's answer: the recorded utilisation of the 4090s
+    rows = [line.split(",") for line in (FAKEBIN.parent / "fixtures" / "gpu" / "rtx4090.csv").read_text().splitlines()]
+    assert g["live"]["source"] == "nvidia-smi"
+    assert g["live"]["utilization"] == {r[0].strip(): float(r[1]) for r in rows}
 
 
 @pytest.mark.parametrize("flag,expected", [("0", 0), ("1", 1)])
