@@ -1,0 +1,1 @@
+"""The facility console (Textual): `afbox` with no arguments, or `afbox tui`."""

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 from collections import deque
+from typing import ClassVar
 
 from textual.app import App
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 
 from afbox.events import Event
 
@@ -23,13 +24,14 @@ class AfboxApp(App):
     CSS_PATH = "afbox.tcss"
     TITLE = "afbox"
     ENABLE_COMMAND_PALETTE = False
-    BINDINGS = [Binding("ctrl+q", "quit", "Quit", priority=True)]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("ctrl+q", "quit", "Quit", priority=True)]
 
     def __init__(self, source=None, facility: str | None = None) -> None:
         super().__init__()
         self.source = source or LiveSource()
         self.facility = facility
         self.journal: deque[Event] = deque(maxlen=JOURNAL)
+        self.left_running: str | None = None   # the facility the overview last saw up
 
     def on_mount(self) -> None:
         name = self.facility or self.source.running_facility()
@@ -42,11 +44,10 @@ class AfboxApp(App):
             strip.show(self.journal)
 
     def show_overview(self, name: str) -> None:
-        self.facility = name
         self.switch_screen(OverviewScreen(name))
 
     def show_setup(self) -> None:
-        self.facility = None
+        self.left_running = None
         self.switch_screen(SetupScreen())
 
     def show_logs(self, service: str, path: str) -> None:
@@ -67,8 +68,8 @@ class AfboxApp(App):
             self.push_screen(HelpScreen())
 
 
-def run() -> None:
-    app = AfboxApp()
+def run(facility: str | None = None) -> None:
+    app = AfboxApp(facility=facility)
     app.run()
-    if app.facility:
-        print(f"afbox: facility {app.facility!r} keeps running (afbox status; afbox down stops it)")
+    if app.left_running:
+        print(f"afbox: facility {app.left_running!r} keeps running (afbox status; afbox down stops it)")

@@ -4,18 +4,19 @@ from __future__ import annotations
 import click
 
 
-def open_console() -> None:
+def open_console(name: str | None = None) -> None:
     try:
         from tui.app import run
     except ImportError as e:
         raise click.ClickException(f"the console is not available: {e}")
-    run()
+    run(facility=name)
 
 
 @click.command("tui")
-def tui():
+@click.option("--name", "-n", default=None, help="Facility to open (default: the running one; n switches).")
+def tui(name):
     """Open the facility console."""
-    open_console()
+    open_console(name)
 
 
 COMMANDS = [tui]

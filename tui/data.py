@@ -1,0 +1,349 @@
+"""Where the console's figures come from: afbox's API, psutil and the Dask dashboard's JSON.
+
+Every method may block (processes, files, HTTP), so screens call them from thread workers only.
+Tests swap LiveSource for an object with the same methods that returns fixed data.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psutil
+
+from afbox import backends, cache, facility, gpu, lifecycle, sizing
+from afbox import host as hostmod
+from afbox.errors import AfboxError
+from afbox.events import Event
+from afbox.state import FacilityState, known_facilities
+
+SETUP_TOOLS = ("xrootd", "k3s", "docker", "apptainer")
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    hostname: str
+    cpus: int
+    memory: int
+    gpus: tuple[str, ...] = ()          # one line per usable device
+    gpu_problems: tuple[str, ...] = ()
+    tools: dict[str, bool] = field(default_factory=dict)
+    slurm: str | None = None            # "job 123 on node[01-04]"
+
+
+@dataclass(frozen=True)
+class FormDefaults:
+    origin: str
+    workdir: str
+    workers: int
+    port_base: int
+
+
+@dataclass(frozen=True)
+class SetupInfo:
+    host: HostFacts
+    profiles: dict[str, str]
+    defaults: dict[str, FormDefaults]
+    profile: str = "laptop"
+
+
+@dataclass(frozen=True)
+class GpuLoad:
+    label: str
+    model: str
+    utilization: float | None
+    memory_used: int | None
+    memory_total: int | None
+
+
+@dataclass(frozen=True)
+class HostLoad:
+    cpus: int
+    cpu_percent: float | None
+    memory_used: int
+    memory_total: int
+    gpus: tuple[GpuLoad, ...] = ()
+    gpu_note: str = ""                  # why there is no GPU line
+
+
+@dataclass(frozen=True)
+class DaskLoad:
+    workers: int
+    threads: int
+    memory: int
+    memory_limit: int
+    processing: int
+    rate: tuple[float, ...] = ()        # tasks finished per second, oldest first
+
+
+@dataclass(frozen=True)
+class Overview:
+    status: dict                        # lifecycle.status(): the documented `status --json` contract
+    procs: dict[str, tuple[float | None, int | None]] = field(default_factory=dict)  # CPU %, RSS
+    host: HostLoad | None = None
+    dask: DaskLoad | None = None
+    cache: dict | None = None           # afbox.cache.stats()
+
+
+class LogFollower:
+    """Lines appended to a log file since the last read; follows supervisord's rotation."""
+
+    def __init__(self, path: str | Path, first: int = 5000):
+        self.path, self.first = Path(path), first
+        self._f = None
+        self._ino: int | None = None
+        self._partial = b""
+
+    def read(self) -> list[str]:
+        try:
+            st = self.path.stat()
+        except OSError:
+            return []
+        first_read = self._f is None
+        if first_read or st.st_ino != self._ino or st.st_size < self._f.tell():
+            self.close()
+            self._f, self._ino, self._partial = self.path.open("rb"), st.st_ino, b""
+            if first_read:
+                self._f.seek(max(0, st.st_size - 200 * self.first))
+        data = self._partial + self._f.read()
+        lines = data.split(b"\n")
+        self._partial = lines.pop()
+        text = [ln.decode(errors="replace") for ln in lines]
+        return text[-self.first:] if first_read else text
+
+    def close(self) -> None:
+        if self._f:
+            self._f.close()
+            self._f = None
+
+
+class LiveSource:
+    """The real facility on this host."""
+
+    RATE_SAMPLES = 120
+    CACHE_EVERY = 10.0  # walking a large cache is not a once-a-second job
+    # lifecycle.status() runs every health check (an HTTP request per worker); between two such
+    # reads the supervisor's own view (cheap) updates states, pids and uptimes.
+    FULL_EVERY, FULL_DUTY = 10.0, 10.0
+    UNSETTLED_EVERY = 2.0  # while a service is not healthy, its recovery shows within seconds
+
+    def __init__(self) -> None:
+        self._procs: dict[int, psutil.Process] = {}
+        self._rate: deque[float] = deque(maxlen=self.RATE_SAMPLES)
+        self._done: tuple[float, float] | None = None      # (monotonic time, tasks finished)
+        self._cache_at, self._cache = 0.0, None
+        self._gpu_report: gpu.GpuReport | None = None
+        self._gpu_thread: threading.Thread | None = None
+        self._http = httpx.Client(timeout=0.5)
+        self._status: dict | None = None
+        self._next_full = 0.0
+        psutil.cpu_percent(None)
+
+    # -- which facility, and setting one up -------------------------------------------------
+    def facilities(self) -> list[str]:
+        """Facilities with a state record on this host (running, or left behind by a crash)."""
+        return known_facilities()
+
+    def running_facility(self) -> str | None:
+        names = self.facilities()
+        if len(names) > 1:  # the CLI would ask which; the console shows one and `n` moves on
+            return "default" if "default" in names else names[0]
+        return names[0] if names else None
+
+    def setup_info(self) -> SetupInfo:
+        h = hostmod.detect()
+        report = gpu.detect(timeout=5)
+        devices = report.devices()
+        slurm = f"job {h.slurm_job}" + (f" on {h.slurm_nodes}" if h.slurm_nodes else "") if h.slurm_job else None
+        facts = HostFacts(hostname=h.hostname, cpus=h.cpus, memory=h.memory,
+                          gpus=tuple(f"{d.label} {d.model}" for d in devices),
+                          gpu_problems=tuple(report.problems), tools={t: h.has(t) for t in SETUP_TOOLS},
+                          slurm=slurm)
+        names = facility.profiles()
+        return SetupInfo(facts, names, {p: self._defaults(p, h, len(devices)) for p in names},
+                         "laptop" if "laptop" in names else next(iter(names)))
+
+    @staticmethod
+    def _defaults(profile: str, h: hostmod.Host, gpus: int) -> FormDefaults:
+        fac = facility.load(profile)
+        gpus = gpus if fac.dask.gpus < 0 else min(gpus, fac.dask.gpus)
+        # as `up` sizes it: a GPU worker's feeding thread takes a core from the CPU workers
+        workers = fac.dask.workers or sizing.dask_size(fac, max(1, h.cpus - gpus), h.memory).workers
+        return FormDefaults(fac.xcache.origin, fac.facility.workdir, workers, fac.facility.port_base)
+
+    def load(self, profile: str, overrides: dict) -> facility.Facility:
+        return facility.load(profile, None, overrides)
+
+    def up(self, fac: facility.Facility) -> Iterator[Event]:
+        return lifecycle.up(fac)
+
+    # -- actions on a running facility ------------------------------------------------------
+    def down(self, name: str) -> Iterator[Event]:
+        return lifecycle.down(name)
+
+    def restart(self, name: str, service: str) -> None:
+        state = FacilityState(name)
+        rec = state.read()
+        if not rec:
+            raise AfboxError(f"facility {name!r} is not running", hint="start it with: afbox up")
+        if service not in rec["services"]:
+            raise AfboxError(f"no service {service!r}", hint="services: " + ", ".join(rec["services"]))
+        backends.get(rec["backend"], state).restart(service)
+
+    def scale(self, name: str, workers: int) -> Iterator[Event]:
+        return lifecycle.scale(name, workers)
+
+    def jupyter_url(self, name: str) -> str | None:
+        rec = FacilityState(name).read()
+        return lifecycle.jupyter_login_url(rec) if rec else None
+
+    def follow(self, path: str) -> LogFollower:
+        return LogFollower(path)
+
+    # -- the overview, once a second --------------------------------------------------------
+    def stale(self) -> None:
+        """Something changed (an action ran): the next overview reads everything afresh."""
+        self._next_full = 0.0
+
+    def status(self, name: str) -> dict:
+        last = self._status
+        if last and last["facility"] == name and time.monotonic() < self._next_full:
+            quick = self._quick_status(name, last)
+            if quick is not None:
+                return quick
+        t0 = time.monotonic()
+        st = self._status = lifecycle.status(name)
+        took = time.monotonic() - t0
+        settled = all(r["health"] in ("healthy", "n/a") for r in st["services"])
+        self._next_full = time.monotonic() + max(self.FULL_EVERY if settled else self.UNSETTLED_EVERY,
+                                                 self.FULL_DUTY * took)
+        return st
+
+    @staticmethod
+    def _quick_status(name: str, last: dict) -> dict | None:
+        """The last full status with states, pids, restarts and uptimes from the supervisor; None
+        when anything changed that needs the full read (a state, a pid, a service more or less)."""
+        if last["state"] == "down":
+            return None
+        state = FacilityState(name)
+        rec = state.read()
+        be = backends.get(rec["backend"], state) if rec else None
+        if be is None or not be.running():
+            return None
+        now = {s.name: s for s in be.status()}
+        rows = []
+        for row in last["services"]:
+            if row["state"] == "unavailable":
+                rows.append(row)
+                continue
+            s = now.pop(row["name"], None)
+            if s is None or s.state != row["state"] or s.pid != row["pid"]:
+                return None
+            rows.append({**row, "restarts": s.restarts,
+                         "uptime": round(s.uptime, 1) if s.uptime is not None else None})
+        return None if now else {**last, "services": rows}
+
+    def overview(self, name: str) -> Overview:
+        st = self.status(name)
+        if st["state"] == "down":
+            self._procs.clear()
+            return Overview(st, host=self.host_load(None))
+        return Overview(st, self._proc_stats(st), self.host_load(st), self._dask_load(st),
+                        self._cache_stats(FacilityState(name).read()))
+
+    def _proc_stats(self, st: dict) -> dict[str, tuple[float | None, int | None]]:
+        kids: dict[int, list[int]] = {}
+        for p in psutil.process_iter(["ppid"]):  # one pass over /proc, not one per service
+            kids.setdefault(p.info["ppid"], []).append(p.pid)
+        out: dict[str, tuple[float | None, int | None]] = {}
+        seen: dict[int, psutil.Process] = {}
+        for svc in st["services"]:
+            if not svc.get("pid"):
+                continue
+            cpu, rss, fresh, todo = 0.0, 0, False, [svc["pid"]]
+            while todo:
+                pid = todo.pop()
+                todo += kids.get(pid, [])
+                try:
+                    p = seen[pid] = self._procs.get(pid) or psutil.Process(pid)
+                    fresh |= pid not in self._procs
+                    with p.oneshot():
+                        cpu += p.cpu_percent(None)
+                        rss += p.memory_info().rss
+                except psutil.Error:
+                    continue
+            out[svc["name"]] = (None if fresh else cpu, rss)  # a first cpu_percent() reads 0.0
+        self._procs = seen
+        return out
+
+    def host_load(self, st: dict | None) -> HostLoad:
+        vm = psutil.virtual_memory()
+        report = self._gpus(st)
+        loads: tuple[GpuLoad, ...] = ()
+        note = "detecting GPUs…" if report is None else ""
+        if report is not None:
+            live = gpu.live(report)
+            loads = tuple(GpuLoad(f"gpu{g.index}", g.model, live.utilization.get(g.index, g.utilization),
+                                  live.memory_used.get(g.index, g.memory_used), g.memory_total)
+                          for g in report.gpus)
+            note = "" if loads else (report.problems[0] if report.problems else "no GPU")
+        return HostLoad(len(os.sched_getaffinity(0)), psutil.cpu_percent(None), vm.total - vm.available,
+                        vm.total, loads, note)
+
+    def _gpus(self, st: dict | None) -> gpu.GpuReport | None:
+        recorded = ((st or {}).get("gpus") or {}).get("report")
+        if recorded:
+            return gpu.GpuReport.from_dict(recorded)
+        if self._gpu_thread is None:  # a hung driver must not hold up the first screen
+            def detect() -> None:
+                self._gpu_report = gpu.detect(timeout=5)
+            self._gpu_thread = threading.Thread(target=detect, name="afbox-tui-gpu", daemon=True)
+            self._gpu_thread.start()
+        return self._gpu_report
+
+    def _dask_load(self, st: dict) -> DaskLoad | None:
+        dashboard = st.get("urls", {}).get("dashboard")
+        if not dashboard:
+            return None
+        base = dashboard.removesuffix("/status")
+        try:
+            ident = self._http.get(f"{base}/json/identity.json").json()
+            counts = self._http.get(f"{base}/json/counts.json").json()
+            done = self._tasks_done(base)
+        except (httpx.HTTPError, ValueError):
+            self._done = None
+            return None
+        now = time.monotonic()
+        if done is not None:
+            if self._done is not None and now > self._done[0]:
+                self._rate.append(max(0.0, (done - self._done[1]) / (now - self._done[0])))
+            self._done = (now, done)
+        workers = ident.get("workers", {}).values()
+        return DaskLoad(ident.get("n_workers", 0), ident.get("total_threads", 0),
+                        sum(w.get("metrics", {}).get("memory", 0) for w in workers),
+                        ident.get("total_memory", 0), counts.get("processing", 0), tuple(self._rate))
+
+    def _tasks_done(self, base: str) -> float | None:
+        """Tasks that reached memory since the scheduler started (Prometheus counter), or None."""
+        r = self._http.get(f"{base}/metrics")
+        if not r.is_success:
+            return None
+        total = 0.0
+        for line in r.text.splitlines():
+            if line.startswith("dask_scheduler_prefix_state_totals_total{") and 'state="memory"' in line:
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def _cache_stats(self, rec: dict | None) -> dict | None:
+        xc = (rec or {}).get("services", {}).get("xcache")
+        if not xc or xc.get("unavailable"):
+            return None
+        if time.monotonic() - self._cache_at > self.CACHE_EVERY:
+            self._cache = cache.stats(Path(rec["cache_dir"]), rec["cache_size"])
+            self._cache_at = time.monotonic()
+        return self._cache

@@ -1,0 +1,29 @@
+"""One line at the top: which facility, its profile and backend, and how it is doing."""
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+
+def facility_title(status: dict) -> Text:
+    text = Text(" afbox ", style="bold reverse")
+    name = status.get("facility", "?")
+    if status.get("state") in (None, "down"):
+        return text.append(f"  facility {name!r} is down — u sets one up")
+    rows = [r for r in status["services"] if r["state"] != "unavailable"]
+    healthy = sum(r["health"] == "healthy" for r in rows)
+    text.append(f"  {name} · {status.get('profile', '?')} profile · {status.get('backend', '?')} · ")
+    text.append(status["state"], style="bold" if status["state"] != "up" else "")
+    text.append(f" · {healthy}/{len(rows)} healthy")
+    return text
+
+
+class TitleBar(Static):
+    def __init__(self, text: str = "", **kwargs) -> None:
+        super().__init__(Text(" afbox ", style="bold reverse").append(f"  {text}" if text else ""), **kwargs)
+
+    def show_status(self, status: dict) -> None:
+        self.update(facility_title(status))
+
+    def show_text(self, text: str) -> None:
+        self.update(Text(" afbox ", style="bold reverse").append(f"  {text}"))
