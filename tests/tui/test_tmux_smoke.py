@@ -60,3 +60,30 @@ def test_afbox_opens_the_console_and_q_leaves_it_cleanly():
     finally:
         subprocess.run([*tmux.base, "kill-server"], capture_output=True, timeout=10, check=False)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_console_overview_lists_the_running_services():
+    base = shared_tmpdir("afbox-tui-tmux-up-")
+    env = {"XDG_STATE_HOME": base / "state", "XDG_CACHE_HOME": base / "cache", "XDG_DATA_HOME": base / "data",
+           "NO_COLOR": "1", "TERM": "xterm"}
+    full_env = {**__import__("os").environ, **{k: str(v) for k, v in env.items()}}
+    cfg = base / "dask-only.toml"
+    cfg.write_text("[xcache]\nenabled = false\n\n[jupyter]\nenabled = false\n")
+    subprocess.run([str(AFBOX), "up", "--profile", "ci", "--config", str(cfg), "--port-base", "22900",
+                    "--workdir", str(base / "work")], env=full_env, check=True, capture_output=True, timeout=180)
+    command = (f"env {' '.join(f'{k}={shlex.quote(str(v))}' for k, v in env.items())} {AFBOX} tui --name ci; "
+               f"echo afbox-exit=$?; sleep 60")
+    tmux = Tmux(f"afbox-tui-test-{base.name}")
+    try:
+        tmux("new-session", "-d", "-s", "console", "-x", "120", "-y", "40", command)
+        shown = tmux.wait_for("dask-worker-2", 30)
+        for name in ("dask-scheduler", "dask-worker-1", "issuer"):
+            assert name in shown, shown
+        assert "healthy" in shown
+        tmux("send-keys", "-t", "console", "q")
+        shown = tmux.wait_for("afbox-exit=", 15)
+        assert "afbox-exit=0" in shown and "keeps running" in shown
+    finally:
+        subprocess.run([*tmux.base, "kill-server"], capture_output=True, timeout=10, check=False)
+        subprocess.run([str(AFBOX), "down", "--name", "ci"], env=full_env, capture_output=True, timeout=120)
+        shutil.rmtree(base, ignore_errors=True)
