@@ -20,8 +20,27 @@ def scheduler_address(name: str | None = None) -> str:
     return rec["services"]["dask-scheduler"]["urls"]["scheduler"]
 
 
+def security(name: str | None = None):
+    """The facility's Dask TLS credentials (distributed.Security); None for a plain-tcp facility.
+    Inside the facility (Jupyter, workers) they come from the environment's Dask config."""
+    from distributed.security import Security
+
+    if not name and os.environ.get("AFBOX_SCHEDULER"):
+        return Security()  # from DASK_DISTRIBUTED__COMM__TLS__* set by the facility
+    from .naming import resolve_name
+    from .state import FacilityState
+
+    rec = FacilityState(resolve_name(name)).read() or {}
+    tls = (rec.get("dask") or {}).get("tls")
+    if not tls:
+        return None
+    return Security(tls_ca_file=tls["ca"], tls_client_cert=tls["cert"], tls_client_key=tls["key"],
+                    require_encryption=True)
+
+
 def client(name: str | None = None, **kwargs):
     """A distributed.Client connected to the facility's Dask cluster: `client = afbox.client()`."""
     from distributed import Client
 
+    kwargs.setdefault("security", security(name))
     return Client(scheduler_address(name), **kwargs)

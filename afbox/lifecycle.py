@@ -90,7 +90,10 @@ def prepare(ctx: Context, specs: list[ServiceSpec]) -> None:
     ctx.facility.workdir.mkdir(parents=True, exist_ok=True)
     if ctx.facility.auth.enabled:
         from .auth.identity import ensure_identity
-        ensure_identity(issuer.identity_dir(ctx), hosts=tuple(dict.fromkeys(("localhost", "127.0.0.1", ctx.bind))))
+        from .auth.identity import ensure_cert
+        hosts = tuple(dict.fromkeys(("localhost", "127.0.0.1", ctx.bind)))
+        ensure_identity(issuer.identity_dir(ctx), hosts=hosts)
+        ensure_cert(issuer.identity_dir(ctx), "dask", hosts=hosts)
     prepare_dirs(specs)
     if ctx.facility.jupyter.enabled:
         write_private(ctx.jupyter_token_file, secrets.token_urlsafe(32))
@@ -135,7 +138,8 @@ def record(ctx: Context, specs: list[ServiceSpec], backend: str) -> dict:
         "auth": {"issuer": issuer.url(ctx), "identity_dir": str(issuer.identity_dir(ctx)),
                  "trusted_issuers": ctx.facility.auth.trusted_issuers} if ctx.facility.auth.enabled else None,
         "jupyter_token_file": str(ctx.jupyter_token_file) if ctx.facility.jupyter.enabled else None,
-        "dask": {"workers": ctx.dask.workers, "threads": ctx.dask.threads, "memory_limit": ctx.dask.memory_limit},
+        "dask": {"workers": ctx.dask.workers, "threads": ctx.dask.threads, "memory_limit": ctx.dask.memory_limit,
+                 "tls": ctx.dask_tls},
         "services": {s.name: {"ports": s.port_dict, "urls": s.url_dict, "unavailable": s.unavailable,
                               "health": s.health.__dict__ if s.health else None,
                               "log": str(ctx.state.logs / f"{s.name}.log")} for s in specs},

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import afbox, isolated_env  # noqa: E402
+from bench.common import afbox, isolated_env, security_for  # noqa: E402
 from bench.wanproxy import WanProxy  # noqa: E402
 
 PORT_BASE = 21800
@@ -87,7 +87,7 @@ def wan_and_analysis(quick: bool, delay_ms: float, mbit: float) -> tuple[list, d
             r["branches_local_s"] = _read_branches(local)
             _purge_cache(env)
             sched = f"tcp://127.0.0.1:{PORT_BASE + 6}"
-            with Client(sched, timeout=30) as c:
+            with Client(sched.replace("tcp://", "tls://"), timeout=30, security=security_for(env)) as c:
                 cold = analysis.run(cached, client=c)
                 warm = analysis.run(cached, client=c)
                 disk = analysis.run(local, client=c)
@@ -128,8 +128,8 @@ def scaling(quick: bool) -> tuple[list, dict]:
         seconds = afbox("up", "--profile", "ci", "--config", str(cfg), "--workers", str(n), "--threads", "1",
                         "--port-base", str(PORT_BASE + 100), "--workdir", str(base / "work"), env=env)
         try:
-            tps = throughput(f"tcp://127.0.0.1:{PORT_BASE + 106}", 500 if quick else 5000, rounds=1 if quick else 2,
-                             workers=n)
+            tps = throughput(f"tls://127.0.0.1:{PORT_BASE + 106}", 500 if quick else 5000, rounds=1 if quick else 2,
+                             workers=n, security=security_for(env))
         finally:
             afbox("down", "--name", "ci", env=env)
         out[n] = {"up_s": seconds, "tasks_per_s": tps}

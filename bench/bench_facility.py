@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import afbox, drop_page_cache, isolated_env  # noqa: E402
+from bench.common import afbox, drop_page_cache, isolated_env, security_for  # noqa: E402
 
 PORT_BASE = 19800
 NAME = "ci"
@@ -104,12 +104,12 @@ def _service_of(proc, env) -> str:
     return str(proc.pid)
 
 
-def throughput(address_or_cluster, n: int, rounds: int = 3, workers: int = 2) -> float:
+def throughput(address_or_cluster, n: int, rounds: int = 3, workers: int = 2, security=None) -> float:
     """Best tasks/s over a few rounds of n tiny independent tasks."""
     from distributed import Client
 
     best = 0.0
-    with Client(address_or_cluster, timeout=30) as c:
+    with Client(address_or_cluster, timeout=30, security=security) as c:
         c.wait_for_workers(workers, timeout=60)
         for r in range(rounds):
             t0 = time.perf_counter()
@@ -136,13 +136,14 @@ def run(quick: bool = False) -> tuple[list, dict]:
     from distributed import LocalCluster
     from afbox import scheduler_address
     os.environ.update(XDG_STATE_HOME=env["XDG_STATE_HOME"])
-    addr = scheduler_address(NAME)
+    addr = scheduler_address(NAME)  # tls:// - the facility's Dask requires its certificates
     print("dask throughput: facility vs LocalCluster ...", flush=True)
-    fac_tps = throughput(addr, tasks, rounds)
+    sec = security_for(env, NAME)
+    fac_tps = throughput(addr, tasks, rounds, security=sec)
     # same shape as the facility: 2 nanny-managed processes x 1 thread, a scheduler with a dashboard
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0") as lc:
         bare_tps = throughput(lc, tasks, rounds)
-    fac_tps = max(fac_tps, throughput(addr, tasks, rounds))  # again after the peer, so order favours neither
+    fac_tps = max(fac_tps, throughput(addr, tasks, rounds, security=sec))  # again after the peer, so order favours neither
     afbox("down", "--name", NAME, env=env)
     warm = cold
     if not quick:

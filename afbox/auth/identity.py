@@ -114,6 +114,22 @@ def ensure_identity(dir: Path, hosts=("localhost", "127.0.0.1")) -> Identity:
     return load(dir)
 
 
+def ensure_cert(dir: Path, name: str, hosts=("localhost", "127.0.0.1")) -> tuple[Path, Path]:
+    """A certificate for one purpose (e.g. "dask": its scheduler, workers and clients), signed by
+    the facility CA, usable as server and client; reissued when missing, expiring or not covering
+    `hosts`. Returns (cert, key) paths; the key is 0600."""
+    dir = Path(dir)
+    cert_name, key_name = f"{name}.pem", f"{name}-key.pem"
+    with _locked(dir):
+        ca_key, ca = _read_pair(dir, CA_KEY, CA_CERT)
+        _, cert = _read_pair(dir, key_name, cert_name)
+        if cert is None or _expiring(cert) or not _covers(cert, hosts) or cert.issuer != ca.subject:
+            key, cert = _new_server_cert(ca_key, ca, hosts)
+            _write(dir / key_name, _pem(key))
+            _write(dir / cert_name, cert.public_bytes(serialization.Encoding.PEM))
+    return dir / cert_name, dir / key_name
+
+
 def rotate_key(dir: Path, keep_for: float) -> Identity:
     """New signing key; the old public key stays published for `keep_for` seconds."""
     dir = Path(dir)

@@ -58,7 +58,8 @@ def run(name, direct, step_size, output):
     urls, via = dataset_urls(rec, direct=direct)
     sched = rec["services"]["dask-scheduler"]["urls"]["scheduler"]
     click.echo(f"{len(urls)} files through the {via}; Dask at {sched}")
-    with Client(sched, timeout=30) as client:
+    from .. import security
+    with Client(sched, timeout=30, security=security(rec["facility"])) as client:
         def progress(done, total):
             click.echo(f"\r  chunks {done}/{total}", nl=done == total)
         result = analysis.run(urls, client=client, step_size=step_size, on_chunk=progress)

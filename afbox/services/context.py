@@ -26,6 +26,14 @@ class Context:
     origin_dir: Path = Path("/nonexistent")  # data the facility's own origin serves
 
     @property
+    def dask_tls(self) -> dict[str, str] | None:
+        """CA, cert and key that scheduler, workers and clients present to each other (mutual TLS)."""
+        if not self.facility.auth.enabled:
+            return None
+        d = self.state.secrets / "identity"
+        return {"ca": str(d / "ca.pem"), "cert": str(d / "dask.pem"), "key": str(d / "dask-key.pem")}
+
+    @property
     def base(self) -> int:
         return self.facility.facility.port_base
 

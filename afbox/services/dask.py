@@ -11,7 +11,27 @@ SCHEDULER = "dask-scheduler"
 
 
 def scheduler_address(ctx: Context) -> str:
-    return f"tcp://{ctx.bind}:{port(ctx.base, 'scheduler')}"
+    scheme = "tls" if ctx.dask_tls else "tcp"
+    return f"{scheme}://{ctx.bind}:{port(ctx.base, 'scheduler')}"
+
+
+def tls_args(ctx: Context) -> tuple[str, ...]:
+    t = ctx.dask_tls
+    if not t:
+        return ()
+    return ("--protocol", "tls", "--tls-ca-file", t["ca"], "--tls-cert", t["cert"], "--tls-key", t["key"])
+
+
+def tls_env(ctx: Context, client: bool = False) -> tuple[tuple[str, str], ...]:
+    """Dask config as environment: encryption required; for clients also their certificate."""
+    t = ctx.dask_tls
+    if not t:
+        return ()
+    env = [("DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION", "True"), ("DASK_DISTRIBUTED__COMM__TLS__CA_FILE", t["ca"])]
+    if client:
+        env += [("DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT", t["cert"]),
+                ("DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY", t["key"])]
+    return tuple(env)
 
 
 def dashboard_url(ctx: Context) -> str:
@@ -27,14 +47,14 @@ def render(ctx: Context) -> list[ServiceSpec]:
 def scheduler(ctx: Context) -> ServiceSpec:
     dash = port(ctx.base, "dashboard")
     argv = (f"{ctx.bin_dir}/dask", "scheduler", "--host", ctx.bind, "--port", str(port(ctx.base, "scheduler")),
-            "--dashboard-address", f"{ctx.bind}:{dash}", "--no-show",
+            "--dashboard-address", f"{ctx.bind}:{dash}", "--no-show", *tls_args(ctx),
             *ctx.facility.dask.extra_args)
     return ServiceSpec(
         name=SCHEDULER, argv=argv,
         ports=(("scheduler", port(ctx.base, "scheduler")), ("dashboard", dash)),
         health=HealthCheck("http", host=ctx.bind, port=dash, path="/health"),
         urls=(("scheduler", scheduler_address(ctx)), ("dashboard", dashboard_url(ctx))),
-        cpus=0.5,
+        cpus=0.5, env=tls_env(ctx),
     )
 
 
@@ -58,12 +78,12 @@ def worker(ctx: Context, index: int, name: str | None = None, worker_name: str |
             "--memory-limit", str(ctx.dask.memory_limit), "--nanny",
             "--host", ctx.bind, "--nanny-port", str(p["nanny"]), "--worker-port", str(p["worker"]),
             "--dashboard-address", f"{ctx.bind}:{p['worker-dashboard']}",
-            "--local-directory", str(local_dir), *extra)
+            "--local-directory", str(local_dir), *tls_args(ctx), *extra)
     return ServiceSpec(
         name=name, argv=argv, ports=tuple(p.items()), needs=(SCHEDULER,), needs_state="started",
         # Healthy only once the scheduler lists it, not merely when the process runs.
         health=HealthCheck("dask-worker", host=ctx.bind, port=port(ctx.base, "dashboard"),
                            path="/json/identity.json", headers=(("worker-name", worker_name),)),
         cpus=threads, memory=ctx.dask.memory_limit, state_dirs=(str(local_dir),),
-        env=(("OMP_NUM_THREADS", "1"), ("MALLOC_TRIM_THRESHOLD_", "65536")),
+        env=(("OMP_NUM_THREADS", "1"), ("MALLOC_TRIM_THRESHOLD_", "65536"), *tls_env(ctx, client=True)),
     )

@@ -6,7 +6,7 @@ from ..ports import port
 from . import issuer
 from ..spec import HealthCheck, ServiceSpec
 from .context import Context
-from .dask import dashboard_url, scheduler_address
+from .dask import dashboard_url, scheduler_address, tls_env
 
 NAME = "jupyter"
 
@@ -34,6 +34,7 @@ def render(ctx: Context) -> ServiceSpec:
         ("AFBOX_DASHBOARD", dashboard),
         ("DASK_SCHEDULER_ADDRESS", scheduler_address(ctx)),  # a bare Client() connects here
         ("DASK_DISTRIBUTED__DASHBOARD__LINK", dashboard + "/status"),
+        *tls_env(ctx, client=True),  # so kernels hold the facility's Dask credentials
         *(service_env(issuer.url(ctx), issuer.identity_dir(ctx), auth.trusted_issuers) if auth.enabled else ()),
     )
     return ServiceSpec(

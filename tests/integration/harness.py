@@ -34,6 +34,18 @@ def service(st: dict, name: str) -> dict:
     return next(s for s in st["services"] if s["name"] == name)
 
 
+def dask_client(env: dict, name: str = "ci", **kw):
+    """A distributed.Client with the facility's TLS credentials, read from its state record."""
+    from distributed import Client
+    from distributed.security import Security
+
+    rec = json.loads(Path(env["XDG_STATE_HOME"], "afbox", name, "facility.json").read_text())
+    tls = rec["dask"]["tls"]
+    sec = Security(tls_ca_file=tls["ca"], tls_client_cert=tls["cert"], tls_client_key=tls["key"],
+                   require_encryption=True) if tls else None
+    return Client(rec["services"]["dask-scheduler"]["urls"]["scheduler"], security=sec, timeout=20, **kw)
+
+
 def wait_for(pred, timeout: float = 30, interval: float = 0.3, what: str = "condition"):
     end = time.monotonic() + timeout
     last = None

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import afbox, isolated_env, shared_tmpdir, status, xrootd_available
+from harness import dask_client, afbox, isolated_env, shared_tmpdir, status, xrootd_available
 
 pytestmark = pytest.mark.integration
 if not xrootd_available():
@@ -31,9 +31,8 @@ def fac():
     afbox("down", "--name", "ci", env=env, check=False)
 
 
-def executed(scheduler: str) -> dict[str, int]:
-    from distributed import Client
-    with Client(scheduler, timeout=20) as c:
+def executed(env: dict) -> dict[str, int]:
+    with dask_client(env) as c:
         return c.run(lambda dask_worker: dask_worker.state.executed_count)
 
 
@@ -44,9 +43,9 @@ def test_demo_data_and_run_through_cache_and_workers(fac):
     out = afbox("demo", "data", "--events", "30000", "--files", "2", "--seed", "7", env=env).stdout
     assert "wrote 30,000 events in 2 files" in out and "through the xcache" in out
 
-    before = executed(st["urls"]["scheduler"])
+    before = executed(env)
     run = afbox("demo", "run", "--step-size", "10000", env=env, timeout=300).stdout
-    after = executed(st["urls"]["scheduler"])
+    after = executed(env)
     assert "processed 30,000 events" in run
     assert sum(after.values()) - sum(before.values()) >= 4  # 30k events in 10k chunks over 2 files
     assert set(after) == set(before) and len(after) == 2

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import afbox, isolated_env, service, shared_tmpdir, status
+from harness import dask_client, afbox, isolated_env, service, shared_tmpdir, status
 
 pytestmark = pytest.mark.integration
 FAKEBIN = Path(__file__).resolve().parent.parent / "fakebin"
@@ -55,7 +55,7 @@ def test_one_pinned_worker_per_gpu(two_gpus):
     st = status(env, "ci")
     assert {s["name"] for s in st["services"]} >= {"dask-gpu-0", "dask-gpu-1", "dask-worker-1", "dask-worker-2"}
     assert all(s["health"] == "healthy" for s in st["services"])
-    with Client(st["urls"]["scheduler"], timeout=20) as c:
+    with dask_client(env) as c:
         workers = {w["id"]: addr for addr, w in c.scheduler_info()["workers"].items()}
         seen = c.run(lambda: os.environ.get("CUDA_VISIBLE_DEVICES"), workers=[workers["gpu-0"], workers["gpu-1"]])
         assert sorted(seen.values()) == sorted(uuids)
@@ -70,7 +70,7 @@ def test_gpu_tasks_run_only_on_gpu_workers(two_gpus):
     from distributed import Client, get_worker
 
     env, _ = two_gpus
-    with Client(status(env, "ci")["urls"]["scheduler"], timeout=20) as c:
+    with dask_client(env) as c:
         futs = [c.submit(lambda i: (get_worker().name, os.environ.get("CUDA_VISIBLE_DEVICES")), i,
                          resources={"GPU": 1}, pure=False) for i in range(24)]
         ran = c.gather(futs)

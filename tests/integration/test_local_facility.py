@@ -13,7 +13,7 @@ import httpx
 import psutil
 import pytest
 
-from harness import (Origin, afbox, free_port, isolated_env, service, shared_tmpdir, status, wait_for,
+from harness import (dask_client, Origin, afbox, free_port, isolated_env, service, shared_tmpdir, status, wait_for,
                      write_root_file, xrootd_available)
 
 pytestmark = pytest.mark.integration
@@ -59,7 +59,7 @@ def read_sum(url: str, timeout: float = 30) -> float:
 def test_up_prints_urls_and_everything_is_healthy(fac):
     out = fac["out"].stdout
     assert "JupyterLab      http://127.0.0.1:" in out and "?token=" in out
-    assert "Dask scheduler  tcp://127.0.0.1:19106" in out
+    assert "Dask scheduler  tls://127.0.0.1:19106" in out
     assert "XCache          root://127.0.0.1:19100/" in out
     st = fac["st"]
     assert st["state"] == "up"
@@ -72,7 +72,7 @@ def test_dask_array_sum_runs_on_the_facility_workers(fac):
     import dask.array as da
     from distributed import Client
 
-    with Client(fac["st"]["urls"]["scheduler"], timeout=20) as c:
+    with dask_client(fac["env"]) as c:
         names = sorted(w["id"] for w in c.scheduler_info()["workers"].values())
         assert names == ["dask-worker-1", "dask-worker-2"]
         x = da.ones((4000, 4000), chunks=(500, 500))
@@ -81,6 +81,24 @@ def test_dask_array_sum_runs_on_the_facility_workers(fac):
         worker_pids = {service(fac["st"], n)["pid"] for n in ("dask-worker-1", "dask-worker-2")}
         # each worker process is a child of its supervised nanny
         assert {psutil.Process(p).parent().pid for p in who} == worker_pids
+
+
+def test_dask_refuses_clients_without_the_facility_certificate(fac):
+    from distributed import Client
+    from distributed.security import Security
+
+    addr = fac["st"]["urls"]["scheduler"]
+    assert addr.startswith("tls://")
+    with pytest.raises((OSError, TimeoutError)):
+        Client(addr.replace("tls://", "tcp://"), timeout=3)
+    other = shared_tmpdir("afbox-other-ca-")
+    from afbox.auth.identity import ensure_cert, ensure_identity
+    ensure_identity(other)
+    cert, key = ensure_cert(other, "dask")
+    stranger = Security(tls_ca_file=str(other / "ca.pem"), tls_client_cert=str(cert), tls_client_key=str(key),
+                        require_encryption=True)
+    with pytest.raises((OSError, TimeoutError)):
+        Client(addr, security=stranger, timeout=3)
 
 
 def test_afbox_client_helper_connects(fac):
@@ -171,7 +189,7 @@ def test_kill_9_of_a_worker_is_restarted(fac):
     after = wait_for(lambda: (s := service(status(env, NAME), "dask-worker-1"))["restarts"] >= 1
                      and s["health"] == "healthy" and s, 60, what="dask-worker-1 restarted and healthy")
     assert after["pid"] != before["pid"]
-    with Client(fac["st"]["urls"]["scheduler"], timeout=20) as c:
+    with dask_client(fac["env"]) as c:
         c.wait_for_workers(2, timeout=30)
         assert da.arange(1000, chunks=100).sum().compute() == 499500
 
@@ -205,12 +223,12 @@ def test_scale_adds_and_removes_workers_without_touching_the_others(fac):
     st = status(env, NAME)
     assert service(st, "dask-worker-3")["health"] == "healthy"
     assert {n: service(st, n)["pid"] for n in pids} == pids  # nothing else restarted
-    with Client(st["urls"]["scheduler"], timeout=20) as c:
+    with dask_client(env) as c:
         assert len(c.scheduler_info()["workers"]) == 3
     afbox("scale", "--workers", "2", "--name", NAME, env=env)
     st = status(env, NAME)
     assert "dask-worker-3" not in {s["name"] for s in st["services"]}
-    with Client(st["urls"]["scheduler"], timeout=20) as c:
+    with dask_client(env) as c:
         wait_for(lambda: len(c.scheduler_info()["workers"]) == 2, 30, what="worker 3 gone from the scheduler")
 
 

@@ -50,7 +50,9 @@ def test_everything_binds_loopback_and_jupyter_token_is_by_file():
     assert "--ServerApp.ip=127.0.0.1" in j.argv
     assert not any("token=" in a.lower() for a in j.argv)
     assert j.env_dict["JUPYTER_TOKEN_FILE"].endswith("secrets/jupyter_token")
-    assert j.env_dict["DASK_SCHEDULER_ADDRESS"] == "tcp://127.0.0.1:18786"
+    assert j.env_dict["DASK_SCHEDULER_ADDRESS"] == "tls://127.0.0.1:18786"
+    assert j.env_dict["DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION"] == "True"
+    assert j.env_dict["DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY"].endswith("identity/dask-key.pem")
     s = next(s for s in specs if s.name == "dask-scheduler")
     assert s.argv[s.argv.index("--host") + 1] == "127.0.0.1"
 
@@ -145,3 +147,15 @@ def test_issuer_is_https_on_loopback_and_jupyter_trusts_it():
     assert jupyter.render(trusted).env_dict["AFBOX_AUTH_TRUSTED"] == "https://other.example"
     off = {s.name: s for s in services.render(ctx(overrides={"auth": {"enabled": False}}))}
     assert "issuer" not in off and not any("FacilityIdentityProvider" in a for a in off["jupyter"].argv)
+
+
+def test_dask_speaks_mutual_tls_with_the_facility_ca_unless_auth_is_off():
+    specs = {s.name: s for s in services.render(ctx())}
+    for name in ("dask-scheduler", "dask-worker-1"):
+        argv = specs[name].argv
+        assert argv[argv.index("--protocol") + 1] == "tls"
+        assert argv[argv.index("--tls-ca-file") + 1].endswith("identity/ca.pem")
+        assert argv[argv.index("--tls-key") + 1].endswith("identity/dask-key.pem")
+    assert specs["dask-worker-1"].argv[2] == "tls://127.0.0.1:18786"
+    plain = {s.name: s for s in services.render(ctx(overrides={"auth": {"enabled": False}}))}
+    assert "--tls-cert" not in plain["dask-scheduler"].argv and plain["dask-worker-1"].argv[2].startswith("tcp://")
