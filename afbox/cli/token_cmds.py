@@ -35,7 +35,10 @@ def _auth(name: str | None) -> dict:
 @click.option("--inspect", "inspect_token", metavar="TOKEN", help="Decode a token: claims, validity, issuer.")
 @click.pass_context
 def token_group(ctx, name, scope, lifetime, audience, subject, inspect_token):
-    """Print a fresh token for you, valid for Jupyter, Dask and the XCache of this facility."""
+    """Print a fresh token for you (WLCG profile JWT, signed by this facility's issuer).
+
+    JupyterLab accepts it now; it carries the Dask (compute.create) and XCache (storage.read) scopes
+    for the gateway and token-checking XCache to come."""
     if ctx.invoked_subcommand:
         return
     from ..auth import tokens
