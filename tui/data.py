@@ -90,6 +90,18 @@ class Overview:
     cache: dict | None = None           # afbox.cache.stats()
 
 
+def _parents() -> dict[int, int]:
+    """pid -> parent pid of every process: psutil's own cheap pass (it reads only /proc/PID/stat,
+    as Process.children() does), or the portable way where psutil has none."""
+    ppid_map = getattr(psutil, "_ppid_map", None)
+    if ppid_map is not None:
+        try:
+            return ppid_map()
+        except Exception:  # noqa: BLE001  (a private helper: fall back rather than fail)
+            pass
+    return {p.pid: p.info["ppid"] for p in psutil.process_iter(["ppid"])}
+
+
 class LogFollower:
     """Lines appended to a log file since the last read; follows supervisord's rotation."""
 
@@ -127,13 +139,18 @@ class LiveSource:
 
     RATE_SAMPLES = 120
     CACHE_EVERY = 10.0  # walking a large cache is not a once-a-second job
-    # lifecycle.status() runs every health check (an HTTP request per worker); between two such
-    # reads the supervisor's own view (cheap) updates states, pids and uptimes.
+    # lifecycle.status() runs every health check (an HTTP request per service, ~10 ms of CPU in
+    # all now that afbox.health keeps one client per CA); between two such reads the supervisor's
+    # own view (~2 ms) updates states, pids and uptimes.
     FULL_EVERY, FULL_DUTY = 10.0, 10.0
     UNSETTLED_EVERY = 2.0  # while a service is not healthy, its recovery shows within seconds
+    TREE_EVERY = 5.0  # children a service starts (a kernel, a worker process) count within seconds
 
     def __init__(self) -> None:
         self._procs: dict[int, psutil.Process] = {}
+        self._roots: dict[str, int] = {}
+        self._trees: dict[str, list[int]] = {}
+        self._next_tree = 0.0
         self._rate: deque[float] = deque(maxlen=self.RATE_SAMPLES)
         self._done: tuple[float, float] | None = None      # (monotonic time, tasks finished)
         self._cache_at, self._cache = 0.0, None
@@ -232,10 +249,12 @@ class LiveSource:
             return None
         state = FacilityState(name)
         rec = state.read()
-        be = backends.get(rec["backend"], state) if rec else None
-        if be is None or not be.running():
+        if not rec:
             return None
-        now = {s.name: s for s in be.status()}
+        # status() is empty when the supervisor is not running: no separate running() round trip
+        now = {s.name: s for s in backends.get(rec["backend"], state).status()}
+        if not now:
+            return None
         rows = []
         for row in last["services"]:
             if row["state"] == "unavailable":
@@ -256,19 +275,33 @@ class LiveSource:
         return Overview(st, self._proc_stats(st), self.host_load(st), self._dask_load(st),
                         self._cache_stats(FacilityState(name).read()))
 
-    def _proc_stats(self, st: dict) -> dict[str, tuple[float | None, int | None]]:
+    def _process_trees(self, st: dict) -> dict[str, list[int]]:
+        """Each service's pid and its descendants'. Walking /proc for parents is the costly part of
+        the per-process figures, so the trees are re-read every TREE_EVERY seconds, or at once
+        when a service's main pid changed; in between a process that ended just drops out."""
+        roots = {svc["name"]: svc["pid"] for svc in st["services"] if svc.get("pid")}
+        if roots == self._roots and time.monotonic() < self._next_tree:
+            return self._trees
         kids: dict[int, list[int]] = {}
-        for p in psutil.process_iter(["ppid"]):  # one pass over /proc, not one per service
-            kids.setdefault(p.info["ppid"], []).append(p.pid)
-        out: dict[str, tuple[float | None, int | None]] = {}
-        seen: dict[int, psutil.Process] = {}
-        for svc in st["services"]:
-            if not svc.get("pid"):
-                continue
-            cpu, rss, fresh, todo = 0.0, 0, False, [svc["pid"]]
+        for pid, ppid in _parents().items():  # one pass over /proc, not one per service
+            kids.setdefault(ppid, []).append(pid)
+        trees: dict[str, list[int]] = {}
+        for name, root in roots.items():
+            tree, todo = [], [root]
             while todo:
                 pid = todo.pop()
+                tree.append(pid)
                 todo += kids.get(pid, [])
+            trees[name] = tree
+        self._roots, self._trees, self._next_tree = roots, trees, time.monotonic() + self.TREE_EVERY
+        return trees
+
+    def _proc_stats(self, st: dict) -> dict[str, tuple[float | None, int | None]]:
+        out: dict[str, tuple[float | None, int | None]] = {}
+        seen: dict[int, psutil.Process] = {}
+        for name, tree in self._process_trees(st).items():
+            cpu, rss, fresh = 0.0, 0, False
+            for pid in tree:
                 try:
                     p = seen[pid] = self._procs.get(pid) or psutil.Process(pid)
                     fresh |= pid not in self._procs
@@ -276,8 +309,9 @@ class LiveSource:
                         cpu += p.cpu_percent(None)
                         rss += p.memory_info().rss
                 except psutil.Error:
+                    seen.pop(pid, None)
                     continue
-            out[svc["name"]] = (None if fresh else cpu, rss)  # a first cpu_percent() reads 0.0
+            out[name] = (None if fresh else cpu, rss)  # a first cpu_percent() reads 0.0
         self._procs = seen
         return out
 
@@ -313,8 +347,9 @@ class LiveSource:
         base = dashboard.removesuffix("/status")
         try:
             ident = self._http.get(f"{base}/json/identity.json").json()
-            counts = self._http.get(f"{base}/json/counts.json").json()
-            done = self._tasks_done(base)
+            done, processing = self._task_metrics(base)
+            if processing is None:  # no Prometheus metrics: the JSON count, one request more
+                processing = self._http.get(f"{base}/json/counts.json").json().get("processing", 0)
         except (httpx.HTTPError, ValueError):
             self._done = None
             return None
@@ -326,18 +361,24 @@ class LiveSource:
         workers = ident.get("workers", {}).values()
         return DaskLoad(ident.get("n_workers", 0), ident.get("total_threads", 0),
                         sum(w.get("metrics", {}).get("memory", 0) for w in workers),
-                        ident.get("total_memory", 0), counts.get("processing", 0), tuple(self._rate))
+                        ident.get("total_memory", 0), processing, tuple(self._rate))
 
-    def _tasks_done(self, base: str) -> float | None:
-        """Tasks that reached memory since the scheduler started (Prometheus counter), or None."""
+    def _task_metrics(self, base: str) -> tuple[float | None, int | None]:
+        """From the scheduler's Prometheus metrics: tasks that reached memory since it started
+        (a counter), and tasks processing now (a gauge, what counts.json counts too); None for
+        what is not there."""
         r = self._http.get(f"{base}/metrics")
         if not r.is_success:
-            return None
-        total = 0.0
+            return None, None
+        total, processing = 0.0, None
         for line in r.text.splitlines():
+            if not line.startswith("dask_scheduler_"):
+                continue
             if line.startswith("dask_scheduler_prefix_state_totals_total{") and 'state="memory"' in line:
                 total += float(line.rsplit(" ", 1)[1])
-        return total
+            elif line.startswith('dask_scheduler_tasks{state="processing"}'):
+                processing = int(float(line.rsplit(" ", 1)[1]))
+        return total, processing
 
     def _cache_stats(self, rec: dict | None) -> dict | None:
         xc = (rec or {}).get("services", {}).get("xcache")

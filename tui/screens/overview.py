@@ -62,6 +62,7 @@ class OverviewScreen(BaseScreen):
         self.overview: Overview | None = None
         self.busy: str | None = None   # the action running now; one at a time
         self._polling = False
+        self._panels_height = 0
 
     def compose(self) -> ComposeResult:
         yield TitleBar(f"facility {self.facility!r}", id="title")
@@ -140,8 +141,10 @@ class OverviewScreen(BaseScreen):
         self.query_one(XCachePanel).show(data.cache or self._xcache_note(st))
         panels = self.query_one("#panels")
         for p in panels.children:  # the services table and the events keep some room on a small terminal
-            p.max_lines = max(4, self.size.height * 2 // 5 - 2)
-        panels.styles.height = 2 + max(p.height_needed() for p in panels.children)
+            p.set_max_lines(max(4, self.size.height * 2 // 5 - 2))
+        height = 2 + max(p.height_needed() for p in panels.children)
+        if height != self._panels_height:  # a new height is a new layout: only when it changed
+            self._panels_height = panels.styles.height = height
 
     @staticmethod
     def _xcache_note(st: dict) -> str:

@@ -24,8 +24,25 @@ class Panel(Widget):
         self.max_lines = 99
 
     def show(self, data: Any) -> None:
+        """Redraw only when what the panel shows changed: the figures are read every second,
+        most of them are the same as a second ago, or differ below what the panel shows."""
+        if data == self.data:
+            return
+        before = self.render() if self.is_mounted else None
         self.data = data
-        self.refresh(layout=True)
+        self.redraw(before)
+
+    def set_max_lines(self, n: int) -> None:
+        if n != self.max_lines:
+            before = self.render() if self.is_mounted else None
+            self.max_lines = n
+            self.redraw(before)
+
+    def redraw(self, before: Text | None) -> None:
+        after = self.render() if self.is_mounted else None
+        if before is None or after != before:
+            # the layout only when the number of lines changed: the overview sizes its panels by them
+            self.refresh(layout=before is None or after is None or after.plain.count("\n") != before.plain.count("\n"))
 
     def lines(self, width: int) -> list[Text]:
         raise NotImplementedError

@@ -1,8 +1,13 @@
 """The services table: one row per service of the facility, the selected row is what actions act on."""
 from __future__ import annotations
 
+from collections.abc import Hashable
+
+from rich.style import Style
 from rich.text import Text
+from textual.cache import LRUCache
 from textual.widgets import DataTable
+from textual.widgets.data_table import ColumnKey, RowKey
 
 from afbox.render import service_endpoint
 
@@ -46,11 +51,53 @@ def cells(row: dict, procs: dict, wide: bool) -> dict[str, Text | str]:
     }
 
 
+def _signature(value: object) -> Hashable:
+    """What a cell's drawing depends on, hashable (rich Text is not)."""
+    if isinstance(value, Text):
+        return (value.plain, str(value.style), value.justify, value.no_wrap, value.overflow,
+                tuple((s.start, s.end, str(s.style)) for s in value.spans))
+    return value if isinstance(value, Hashable) else repr(value)
+
+
 class ServicesTable(DataTable):
+    """A DataTable that redraws only the cells whose content changed.
+
+    DataTable keys all its render caches on one update counter, so updating one cell (an uptime,
+    once a second) redraws every cell of the table through rich, the console's largest idle cost.
+    Here drawn cells are kept by their content: a cell redraws when it, its width, or its styling
+    (cursor, hover, focus, theme) changed."""
+
     def __init__(self, **kwargs) -> None:
         super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
         self._shape: tuple = ()
         self._shown: dict[tuple[str, str], object] = {}
+        self._drawn: LRUCache[tuple, list] = LRUCache(2000)
+
+    def _clear_caches(self) -> None:
+        super()._clear_caches()
+        self._drawn.clear()
+
+    def notify_style_update(self) -> None:
+        self._drawn.clear()
+        super().notify_style_update()
+
+    def _render_cell(self, row_index: int, column_index: int, base_style: Style, width: int,
+                     cursor: bool = False, hover: bool = False) -> list:
+        try:
+            column_key = self._column_locations.get_key(column_index)
+            if row_index == -1:
+                value = self.columns[column_key].label
+            else:
+                value = self._data[self._row_locations.get_key(row_index)][column_key]
+        except (KeyError, IndexError):
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        key = (row_index, column_index, _signature(value), base_style, width, cursor, hover,
+               self._show_hover_cursor, self._pseudo_class_state, self.show_cursor, self.fixed_rows,
+               self.fixed_columns, self.app.theme)
+        lines = self._drawn.get(key)
+        if lines is None:
+            lines = self._drawn[key] = super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        return lines
 
     @property
     def selected(self) -> str | None:
@@ -67,17 +114,24 @@ class ServicesTable(DataTable):
             self.clear(columns=True)
             for key, label, width in cols:
                 self.add_column(label, width=width, key=key)
+            self._shown = {}
             for r in services:
                 c = cells(r, procs, wide)
                 self.add_row(*(c[k] for k, _, _ in cols), key=r["name"])
+                self._shown.update(((r["name"], k), v) for k, v in c.items())
             names = shape[1]
             if keep in names:
                 self.move_cursor(row=names.index(keep), animate=False)
             self._shape = shape
-            self._shown = {}
             return
+        changed = False
         for r in services:
+            row = self._data[RowKey(r["name"])]
             for key, value in cells(r, procs, wide).items():
                 if self._shown.get((r["name"], key)) != value:
-                    self.update_cell(r["name"], key, value)
-                    self._shown[r["name"], key] = value
+                    # what update_cell() does, with one redraw for all the cells that changed
+                    row[ColumnKey(key)] = self._shown[r["name"], key] = value
+                    changed = True
+        if changed:
+            self._update_count += 1
+            self.refresh()

@@ -20,10 +20,16 @@ def facility_title(status: dict) -> Text:
 
 class TitleBar(Static):
     def __init__(self, text: str = "", **kwargs) -> None:
-        super().__init__(Text(" afbox ", style="bold reverse").append(f"  {text}" if text else ""), **kwargs)
+        self._shown = Text(" afbox ", style="bold reverse").append(f"  {text}" if text else "")
+        super().__init__(self._shown, **kwargs)
+
+    def _show(self, text: Text) -> None:
+        if text != self._shown:  # the same title every second costs a redraw for nothing
+            self._shown = text
+            self.update(text, layout=False)  # one line, always: its height is set by the styles
 
     def show_status(self, status: dict) -> None:
-        self.update(facility_title(status))
+        self._show(facility_title(status))
 
     def show_text(self, text: str) -> None:
-        self.update(Text(" afbox ", style="bold reverse").append(f"  {text}"))
+        self._show(Text(" afbox ", style="bold reverse").append(f"  {text}"))
