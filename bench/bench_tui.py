@@ -45,7 +45,7 @@ def cpu_seconds(pid: int) -> float:
 def run(quick: bool = False) -> tuple[list, dict]:
     if not shutil.which("tmux"):
         raise SystemExit("tmux is needed for the console benchmark: apt-get install tmux")
-    window = 10 if quick else 30
+    window = 5 if quick else 30
     env, base = isolated_env("afbox-bench-tui-")
     cfg = base / "quiet.toml"
     cfg.write_text("[xcache]\nenabled = false\n")
