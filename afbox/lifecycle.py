@@ -4,16 +4,14 @@ from __future__ import annotations
 import os
 import pwd
 import secrets
-import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Iterator
 
 from . import backends, events as ev, host as hostmod, services
-from .errors import AfboxError, ConfigError
+from .errors import AfboxError
 from .facility import Facility
-from .health import check
 from .run import which
 from .services import issuer, jupyter, origin, xcache
 from .services.context import Context

@@ -1,7 +1,7 @@
 """ServiceSpec: what a service needs to run, independent of where it runs."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)

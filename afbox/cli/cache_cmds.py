@@ -18,8 +18,6 @@ def _cache_of(name: str | None) -> tuple[Path, int]:
     rec = state.read()
     if rec:
         return Path(rec["cache_dir"]), rec["cache_size"]
-    from ..facility import load
-    from ..lifecycle import context
     raise AfboxError(f"facility {state.name!r} is not running, so its cache location is not known",
                      hint="start it with afbox up (the cache dir is kept across down/up)")
 

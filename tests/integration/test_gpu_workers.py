@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import dask_client, afbox, isolated_env, service, shared_tmpdir, status
+from harness import dask_client, afbox, isolated_env, shared_tmpdir, status
 
 pytestmark = pytest.mark.integration
 FAKEBIN = Path(__file__).resolve().parent.parent / "fakebin"
@@ -46,7 +46,6 @@ def two_gpus():
 
 
 def test_one_pinned_worker_per_gpu(two_gpus):
-    from distributed import Client
 
     env, out = two_gpus
     uuids = expected_uuids(env)
@@ -67,7 +66,7 @@ def test_one_pinned_worker_per_gpu(two_gpus):
 
 
 def test_gpu_tasks_run_only_on_gpu_workers(two_gpus):
-    from distributed import Client, get_worker
+    from distributed import get_worker
 
     env, _ = two_gpus
     with dask_client(env) as c:

@@ -70,7 +70,6 @@ def test_up_prints_urls_and_everything_is_healthy(fac):
 
 def test_dask_array_sum_runs_on_the_facility_workers(fac):
     import dask.array as da
-    from distributed import Client
 
     with dask_client(fac["env"]) as c:
         names = sorted(w["id"] for w in c.scheduler_info()["workers"].values())
@@ -125,8 +124,6 @@ def test_dask_panel_points_at_this_facility(fac):
 
 
 def test_kernels_see_the_scheduler(fac):
-    url = fac["st"]["urls"]["jupyter"].removesuffix("/lab")
-    token = Path(fac["env"]["XDG_STATE_HOME"], "afbox", NAME, "secrets", "jupyter_token").read_text().strip()
     pid = service(fac["st"], "jupyter")["pid"]
     environ = psutil.Process(pid).environ()
     assert environ["AFBOX_SCHEDULER"] == fac["st"]["urls"]["scheduler"]
@@ -181,7 +178,6 @@ def test_cache_stats_reports_the_cached_files(fac):
 
 def test_kill_9_of_a_worker_is_restarted(fac):
     import dask.array as da
-    from distributed import Client
 
     env = fac["env"]
     before = service(status(env, NAME), "dask-worker-1")
@@ -214,7 +210,6 @@ def test_up_again_is_a_no_op_with_the_same_urls(fac):
 
 
 def test_scale_adds_and_removes_workers_without_touching_the_others(fac):
-    from distributed import Client
 
     env = fac["env"]
     pids = {s["name"]: s["pid"] for s in status(env, NAME)["services"]}
