@@ -202,6 +202,17 @@ def scale(name: str, workers: int) -> Iterator[ev.Event]:
     state.write(new_rec)
 
 
+def restart(name: str, service: str) -> None:
+    """Stop and start one service of a running facility."""
+    state = FacilityState(name)
+    rec = state.read()
+    if not rec:
+        raise AfboxError(f"facility {name!r} is not running", hint="start it with: afbox up")
+    if service not in rec["services"]:
+        raise AfboxError(f"no service {service!r}", hint="services: " + ", ".join(rec["services"]))
+    backends.get(rec["backend"], state).restart(service)
+
+
 def prepare_dirs(specs: list[ServiceSpec]) -> None:
     for s in specs:
         for d in s.state_dirs:

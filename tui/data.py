@@ -18,7 +18,6 @@ import psutil
 
 from afbox import backends, cache, facility, gpu, lifecycle, sizing
 from afbox import host as hostmod
-from afbox.errors import AfboxError
 from afbox.events import Event
 from afbox.state import FacilityState, known_facilities
 
@@ -204,13 +203,7 @@ class LiveSource:
         return lifecycle.down(name)
 
     def restart(self, name: str, service: str) -> None:
-        state = FacilityState(name)
-        rec = state.read()
-        if not rec:
-            raise AfboxError(f"facility {name!r} is not running", hint="start it with: afbox up")
-        if service not in rec["services"]:
-            raise AfboxError(f"no service {service!r}", hint="services: " + ", ".join(rec["services"]))
-        backends.get(rec["backend"], state).restart(service)
+        lifecycle.restart(name, service)
 
     def scale(self, name: str, workers: int) -> Iterator[Event]:
         return lifecycle.scale(name, workers)

@@ -115,14 +115,7 @@ def logs(service, name, follow, lines):
 @name_option
 def restart(service, name):
     """Restart one service."""
-    from .. import backends
-    state = FacilityState(resolve_name(name))
-    rec = state.read()
-    if not rec:
-        raise AfboxError(f"facility {state.name!r} is not running", hint="start it with: afbox up")
-    if service not in rec["services"]:
-        raise AfboxError(f"no service {service!r}", hint="services: " + ", ".join(rec["services"]))
-    backends.get(rec["backend"], state).restart(service)
+    lifecycle.restart(resolve_name(name), service)
     click.echo(f"restarted {service}")
 
 
