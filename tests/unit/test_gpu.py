@@ -4,19 +4,19 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
-from afbox import gpu, gpu_live, gpu_nvml
+from afbox import gpu
 from afbox.gpu_model import MIB
 
 HERE = Path(__file__).resolve().parent
 FAKEBIN = HERE.parent / "fakebin"
 FIXTURES = HERE.parent / "fixtures" / "gpu"
 NO_GPU_ROOT = str(FIXTURES / "sysfs-none")
+pytestmark = pytest.mark.usefixtures("fresh_gpu_state")
 
 
 class NoNvml:
@@ -31,24 +31,8 @@ class NoNvml:
         raise self.NVMLError(12)
 
 
-@pytest.fixture(autouse=True)
-def fresh_state():
-    gpu_live._cache.clear()
-    gpu_nvml._sessions.clear()
-    yield
-    gpu_live._cache.clear()
-    gpu_nvml._sessions.clear()
 
 
-@pytest.fixture
-def bindir(tmp_path):
-    """A PATH directory holding only the named fakes (none: a host without the tools)."""
-    def make(*tools: str) -> str:
-        d = Path(tempfile.mkdtemp(prefix="bin-", dir=tmp_path))
-        for tool in tools:
-            (d / tool).symlink_to(FAKEBIN / tool)
-        return str(d)
-    return make
 
 
 def detect(fixture, path, root=NO_GPU_ROOT, timeout=10.0, **env):

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import re
-import tempfile
 import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
@@ -10,13 +9,14 @@ from types import SimpleNamespace
 
 import pytest
 
-from afbox import gpu, gpu_live, gpu_nvml
+from afbox import gpu, gpu_nvml
 from afbox.gpu_model import MIB
 
 HERE = Path(__file__).resolve().parent
 FAKEBIN = HERE.parent / "fakebin"
 FIXTURES = HERE.parent / "fixtures" / "gpu"
 NO_GPU_ROOT = str(FIXTURES / "sysfs-none")
+pytestmark = pytest.mark.usefixtures("fresh_gpu_state")
 NOT_SUPPORTED, NOT_FOUND, GPU_IS_LOST = 3, 6, 15
 RECORDED_CC = {"A100": (8, 0), "H100": (9, 0), "T4": (7, 5), "RTX 4090": (8, 9)}  # nvmlDeviceGetCudaComputeCapability
 
@@ -121,22 +121,8 @@ class FakeNvml:
         return int(self._el(h).findtext("minor_number"))
 
 
-@pytest.fixture(autouse=True)
-def fresh_state():
-    gpu_live._cache.clear()
-    gpu_nvml._sessions.clear()
-    yield
-    gpu_nvml._sessions.clear()
 
 
-@pytest.fixture
-def bindir(tmp_path):
-    def make(*tools: str) -> str:
-        d = Path(tempfile.mkdtemp(prefix="bin-", dir=tmp_path))
-        for tool in tools:
-            (d / tool).symlink_to(FAKEBIN / tool)
-        return str(d)
-    return make
 
 
 def test_nvml_reads_the_same_as_nvidia_smi(bindir):
