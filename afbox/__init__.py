@@ -30,7 +30,13 @@ def security(name: str | None = None):
     from .naming import resolve_name
     from .state import FacilityState
 
-    rec = FacilityState(resolve_name(name)).read() or {}
+    return record_security(FacilityState(resolve_name(name)).read() or {})
+
+
+def record_security(rec: dict):
+    """distributed.Security from a facility's state record (its `dask.tls` paths); None for plain tcp."""
+    from distributed.security import Security
+
     tls = (rec.get("dask") or {}).get("tls")
     if not tls:
         return None

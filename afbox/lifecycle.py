@@ -1,6 +1,7 @@
 """up / down / status of one facility: spec -> ServiceSpecs -> backend -> events and state."""
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import secrets
@@ -16,7 +17,8 @@ from .run import which
 from .services import issuer, jupyter, origin, xcache
 from .services.context import Context
 from .sizing import dask_size, xcache_size
-from .spec import ServiceSpec
+from .health import check
+from .spec import HealthCheck, ServiceSpec
 from .state import FacilityState, data_root, shared_cache_root, write_private
 
 
@@ -97,7 +99,6 @@ def prepare(ctx: Context, specs: list[ServiceSpec]) -> None:
         write_private(ctx.jupyter_token_file, secrets.token_urlsafe(32))
         settings = jupyter.settings_dir(ctx) / "dask-labextension" / "plugin.jupyterlab-settings"
         settings.parent.mkdir(parents=True, exist_ok=True)
-        import json
         settings.write_text(json.dumps(jupyter.labextension_settings(ctx), indent=2))
     if ctx.facility.xcache.enabled and ctx.xrootd:
         xcache.admin_dir(ctx).mkdir(parents=True, exist_ok=True)
@@ -239,8 +240,6 @@ def status(name: str) -> dict:
     be = backends.get((rec or {}).get("backend", "local"), state)
     if not rec or not be.running():
         return {"facility": name, "state": "down", "services": []}
-    from .health import check as hc
-    from .spec import HealthCheck
     rows = []
     by_name = {s.name: s for s in be.status()}
     for sname, svc in rec["services"].items():
@@ -252,7 +251,7 @@ def status(name: str) -> dict:
         else:
             health = "unknown"
             if st.state == "running" and svc.get("health"):
-                ok, _ = hc(HealthCheck(**{**svc["health"], "headers": tuple(map(tuple, svc["health"]["headers"]))}))
+                ok, _ = check(HealthCheck(**{**svc["health"], "headers": tuple(map(tuple, svc["health"]["headers"]))}))
                 health = "healthy" if ok else "unhealthy"
             row.update(state=st.state, health=health, pid=st.pid, restarts=st.restarts,
                        uptime=round(st.uptime, 1) if st.uptime is not None else None, detail=st.detail)

@@ -83,25 +83,18 @@ def _stop(p):
 
 
 def idle_memory(env: dict) -> dict[str, dict[str, int]]:
-    sup = int(Path(env["XDG_STATE_HOME"], "afbox", NAME, "run", "supervisord.pid").read_text())
-    root = psutil.Process(sup)
+    from afbox.supervisor import Supervisor
+
+    run = Path(env["XDG_STATE_HOME"], "afbox", NAME, "run")
+    names = {i["pid"]: i["name"] for i in Supervisor(run / "supervisor.sock").all_info()}
+    root = psutil.Process(int((run / "supervisord.pid").read_text()))
     out = {}
     for child in root.children():
         procs = [child, *child.children(recursive=True)]
-        rss = sum(p.memory_info().rss for p in procs)
-        pss = sum(p.memory_full_info().pss for p in procs)
-        out[_service_of(child, env)] = {"rss": rss, "pss": pss}
+        out[names.get(child.pid, str(child.pid))] = {"rss": sum(p.memory_info().rss for p in procs),
+                                                     "pss": sum(p.memory_full_info().pss for p in procs)}
     out["supervisord"] = {"rss": root.memory_info().rss, "pss": root.memory_full_info().pss}
     return out
-
-
-def _service_of(proc, env) -> str:
-    from afbox.supervisor import Supervisor
-    sup = Supervisor(Path(env["XDG_STATE_HOME"], "afbox", NAME, "run", "supervisor.sock"))
-    for info in sup.all_info():
-        if info["pid"] == proc.pid:
-            return info["name"]
-    return str(proc.pid)
 
 
 def throughput(address_or_cluster, n: int, rounds: int = 3, workers: int = 2, security=None) -> float:

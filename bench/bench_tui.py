@@ -62,7 +62,6 @@ def run(quick: bool = False) -> tuple[list, dict]:
         time.sleep(1)
         _tmux("kill-session", "-t", SESSION)
         # the peer: the CLI asked once a second, as `watch -n1 afbox status` would
-        before = psutil.Process().children(recursive=True)
         self_cpu0 = sum(psutil.Process().cpu_times()[2:4])
         t0 = time.perf_counter()
         while time.perf_counter() - t0 < window:
@@ -70,7 +69,6 @@ def run(quick: bool = False) -> tuple[list, dict]:
             afbox("status", env=env)
             time.sleep(max(0.0, 1 - (time.perf_counter() - t)))
         peer_cpu = (sum(psutil.Process().cpu_times()[2:4]) - self_cpu0) / (time.perf_counter() - t0)
-        del before
     finally:
         afbox("down", "--name", "ci", env=env)
     rows = [

@@ -31,11 +31,8 @@ def afbox(*args: str, env: dict) -> float:
 
 def security_for(env: dict, name: str = "ci"):
     """The facility's Dask TLS credentials, from its state record (None for plain tcp)."""
-    from distributed.security import Security
-    rec = json.loads(Path(env["XDG_STATE_HOME"], "afbox", name, "facility.json").read_text())
-    tls = rec["dask"].get("tls")
-    return Security(tls_ca_file=tls["ca"], tls_client_cert=tls["cert"], tls_client_key=tls["key"],
-                    require_encryption=True) if tls else None
+    from afbox import record_security
+    return record_security(json.loads(Path(env["XDG_STATE_HOME"], "afbox", name, "facility.json").read_text()))
 
 
 def drop_page_cache() -> bool:

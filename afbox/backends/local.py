@@ -80,9 +80,10 @@ class LocalBackend:
                     started.append(name)
                     since[name] = time.monotonic()
                     yield ev.Event(ev.STARTING, name, " ".join(f"{k}:{p}" for k, p in s.ports))
+            states = {i["name"]: i["statename"] for i in self.sup.all_info()} if since else {}
             for name in [n for n in pending if n in since]:
                 s = pending[name]
-                state = self.sup.info(name)["statename"]
+                state = states[name]
                 if state in ("FATAL", "EXITED"):
                     raise ServiceFailed(name, "exited and could not be restarted", tail(self.log_path(name)),
                                         str(self.log_path(name)))

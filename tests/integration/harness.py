@@ -37,13 +37,12 @@ def service(st: dict, name: str) -> dict:
 def dask_client(env: dict, name: str = "ci", **kw):
     """A distributed.Client with the facility's TLS credentials, read from its state record."""
     from distributed import Client
-    from distributed.security import Security
+
+    from afbox import record_security
 
     rec = json.loads(Path(env["XDG_STATE_HOME"], "afbox", name, "facility.json").read_text())
-    tls = rec["dask"]["tls"]
-    sec = Security(tls_ca_file=tls["ca"], tls_client_cert=tls["cert"], tls_client_key=tls["key"],
-                   require_encryption=True) if tls else None
-    return Client(rec["services"]["dask-scheduler"]["urls"]["scheduler"], security=sec, timeout=20, **kw)
+    return Client(rec["services"]["dask-scheduler"]["urls"]["scheduler"], security=record_security(rec),
+                  timeout=20, **kw)
 
 
 def wait_for(pred, timeout: float = 30, interval: float = 0.3, what: str = "condition"):
