@@ -32,7 +32,7 @@ class Section(BaseModel):
 class FacilitySection(Section):
     name: str = Field("default", pattern=r"^[a-z0-9][a-z0-9-]{0,30}$")
     description: str = ""
-    backend: Literal["local"] = "local"
+    backend: Literal["local", "slurm", "k3s"] = "local"
     workdir: str = "~/afbox-work"
     port_base: int = Field(8780, ge=1024, le=65000)
     bind: str = "127.0.0.1"
@@ -113,6 +113,39 @@ class AuthSection(Section):
         return v
 
 
+class SlurmSection(Section):
+    """HPC mode: workers on every node of a SLURM allocation (see afbox/backends/slurm.py)."""
+    interface: str = ""             # network interface workers and scheduler bind to; "" = auto
+    retire_before: str = "5m"       # retire workers this long before the walltime ends
+    # for `afbox up --slurm` outside an allocation
+    nodes: int = Field(1, ge=1)
+    time: str = "1:00:00"
+    partition: str = ""
+    account: str = ""
+    extra_sbatch: list[str] = []
+
+    @field_validator("retire_before")
+    @classmethod
+    def _dur(cls, v: str) -> str:
+        parse_duration(v)
+        return v
+
+
+class RuntimeSection(Section):
+    """Wrap every service's argv in a container runtime (see afbox/runtimes/)."""
+    kind: Literal["none", "apptainer"] = "none"
+    image: str = ""                 # docker://..., a .sif path or a sandbox directory
+
+
+class K3sSection(Section):
+    """The k3s backend: images and namespace (see afbox/backends/k3s.py)."""
+    namespace: str = ""             # default: afbox-<facility name>
+    analysis_image: str = "ghcr.io/afbox/analysis:0.1.0"
+    xcache_image: str = "ghcr.io/afbox/xcache:0.1.0"
+    host: str = "afbox.localhost"   # ingress host name
+    storage_class: str = "local-path"
+
+
 def parse_duration(text: str) -> float:
     """'8h', '30m', '3600s', '1d' or plain seconds -> seconds."""
     m = re.match(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$", str(text))
@@ -129,6 +162,9 @@ class Facility(BaseModel):
     xcache: XCacheSection = XCacheSection()
     origin: OriginSection = OriginSection()
     auth: AuthSection = AuthSection()
+    slurm: SlurmSection = SlurmSection()
+    runtime: RuntimeSection = RuntimeSection()
+    k3s: K3sSection = K3sSection()
     profile: str = ""
 
     @property

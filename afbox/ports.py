@@ -1,7 +1,14 @@
 """Every port a facility uses is port_base + a fixed offset, so two facilities differ by their base."""
 from __future__ import annotations
 
-OFFSETS = {"xcache": 0, "issuer": 1, "origin": 2, "scheduler": 6, "dashboard": 7, "jupyter": 8}
+OFFSETS = {"xcache": 0, "issuer": 1, "origin": 2, "gateway": 3, "gateway-scheduler": 4, "gateway-api": 5,
+           "scheduler": 6, "dashboard": 7, "jupyter": 8}
+# named clusters (afbox cluster up): cluster i uses base + NAMED_FIRST + NAMED_PER * i ...
+NAMED_FIRST = 600
+NAMED_PER = 20
+# clusters the gateway creates on demand: ports from this window
+GATEWAY_FIRST = 400
+GATEWAY_SIZE = 200
 WORKER_FIRST = 20
 PER_WORKER = 3  # nanny, worker, worker dashboard
 

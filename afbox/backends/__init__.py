@@ -10,7 +10,13 @@ def get(name: str, state: FacilityState) -> Backend:
     if name == "local":
         from .local import LocalBackend
         return LocalBackend(state)
-    raise AfboxError(f"unknown backend {name!r}", hint="known backends: local")
+    if name == "slurm":
+        from .slurm import SlurmBackend
+        return SlurmBackend(state)
+    if name == "k3s":
+        from .k3s import K3sBackend
+        return K3sBackend(state)
+    raise AfboxError(f"unknown backend {name!r}", hint="known backends: local, slurm, k3s")
 
 
 __all__ = ["Backend", "ServiceStatus", "get"]

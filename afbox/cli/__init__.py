@@ -35,8 +35,10 @@ def main(ctx: click.Context, verbose: bool) -> None:
         open_console()
 
 
-from . import cache_cmds, demo_cmds, doctor, facility_cmds, gpu_cmd, token_cmds, tui_cmd  # noqa: E402
+from . import (cache_cmds, demo_cmds, doctor, env_cmds, facility_cmds, gpu_cmd, k3s_cmds,  # noqa: E402
+               slurm_cmds, token_cmds, tui_cmd)
 
-for module in (facility_cmds, doctor, cache_cmds, gpu_cmd, demo_cmds, token_cmds, tui_cmd):
+for module in (facility_cmds, doctor, cache_cmds, gpu_cmd, demo_cmds, token_cmds, tui_cmd,
+               slurm_cmds, k3s_cmds, env_cmds):
     for cmd in module.COMMANDS:
         main.add_command(cmd)

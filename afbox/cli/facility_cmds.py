@@ -32,18 +32,41 @@ def _print_events(stream) -> None:
 @click.option("--workdir", type=click.Path(file_okay=False), help="Where notebooks and outputs live.")
 @click.option("--require", multiple=True, type=click.Choice(["xcache", "jupyter", "dask"]),
               help="Fail instead of running without this service.")
-def up(profile, config, name, workers, threads, gpus, origin, port_base, workdir, require):
+@click.option("--backend", type=click.Choice(["local", "slurm", "k3s"]),
+              help="Where services run (default from the profile; slurm is chosen inside an allocation).")
+@click.option("--dry-run", is_flag=True, help="k3s: write the manifests to --output instead of applying them.")
+@click.option("--output", "-o", type=click.Path(file_okay=False), help="Directory for --dry-run manifests.")
+@click.option("--slurm", "submit", is_flag=True, help="Outside an allocation: submit one with sbatch and come up in it.")
+@click.option("--nodes", "-N", type=click.IntRange(1), help="--slurm: number of nodes.")
+@click.option("--time", "-t", "walltime", help="--slurm: walltime, as sbatch takes it (e.g. 2:00:00 or 30).")
+@click.option("--partition", help="--slurm: partition.")
+@click.option("--account", "-A", help="--slurm: account.")
+@click.option("--interface", help="Network interface Dask binds to (HPC: one the other nodes reach).")
+@click.option("--runtime", type=click.Choice(["none", "apptainer"]), help="Run every service in a container runtime.")
+@click.option("--image", help="--runtime apptainer: docker://..., a .sif path or a directory.")
+def up(profile, config, name, workers, threads, gpus, origin, port_base, workdir, require, backend, dry_run,
+       output, submit, nodes, walltime, partition, account, interface, runtime, image):
     """Bring the facility up and print its URLs."""
-    over: dict = {"facility": {}, "dask": {}, "xcache": {}}
+    over: dict = {"facility": {}, "dask": {}, "xcache": {}, "slurm": {}, "runtime": {}}
     for section, key, value in (("facility", "name", name), ("dask", "workers", workers),
                                 ("dask", "threads_per_worker", threads), ("dask", "gpus", gpus),
-                                ("xcache", "origin", origin),
-                                ("facility", "port_base", port_base), ("facility", "workdir", workdir)):
+                                ("xcache", "origin", origin), ("facility", "backend", backend),
+                                ("facility", "port_base", port_base), ("facility", "workdir", workdir),
+                                ("slurm", "nodes", nodes), ("slurm", "time", walltime),
+                                ("slurm", "partition", partition), ("slurm", "account", account),
+                                ("slurm", "interface", interface),
+                                ("runtime", "kind", runtime), ("runtime", "image", image)):
         if value is not None:
             over[section][key] = value
     if require:
         over["facility"]["require"] = list(require)
     fac = load(profile, config, over)
+    if dry_run:
+        from .k3s_cmds import dry_run as k3s_dry_run
+        return k3s_dry_run(fac, output)
+    if submit:
+        from .slurm_cmds import submit_and_wait
+        return submit_and_wait(fac, profile, config)
     click.echo(f"afbox: facility {fac.name!r}, profile {profile}")
     t0 = time.monotonic()
     try:
