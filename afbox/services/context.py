@@ -34,6 +34,20 @@ class Context:
         return {"ca": str(d / "ca.pem"), "cert": str(d / "dask.pem"), "key": str(d / "dask-key.pem")}
 
     @property
+    def token_file(self) -> Path:
+        """The facility owner's data token (storage.read), kept fresh by the issuer service."""
+        return self.state.secrets / "tokens" / "data.token"
+
+    @property
+    def data_env(self) -> tuple[tuple[str, str], ...]:
+        """What a process reading root:// through the XCache needs: the token the WLCG way, and the
+        facility CA as a hashed dir (xrootd clients read only those) to verify the XCache's TLS."""
+        if not self.facility.auth.enabled:
+            return ()
+        return (("BEARER_TOKEN_FILE", str(self.token_file)),
+                ("X509_CERT_DIR", str(self.state.secrets / "identity" / "ca-hashed")))
+
+    @property
     def base(self) -> int:
         return self.facility.facility.port_base
 
