@@ -85,5 +85,6 @@ def worker(ctx: Context, index: int, name: str | None = None, worker_name: str |
         health=HealthCheck("dask-worker", host=ctx.bind, port=port(ctx.base, "dashboard"),
                            path="/json/identity.json", headers=(("worker-name", worker_name),)),
         cpus=threads, memory=ctx.dask.memory_limit, state_dirs=(str(local_dir),),
-        env=(("OMP_NUM_THREADS", "1"), ("MALLOC_TRIM_THRESHOLD_", "65536"), *tls_env(ctx, client=True)),
+        env=(("OMP_NUM_THREADS", "1"), ("MALLOC_TRIM_THRESHOLD_", "65536"), *tls_env(ctx, client=True),
+             *ctx.data_env),
     )

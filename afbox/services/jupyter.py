@@ -35,6 +35,7 @@ def render(ctx: Context) -> ServiceSpec:
         ("DASK_SCHEDULER_ADDRESS", scheduler_address(ctx)),  # a bare Client() connects here
         ("DASK_DISTRIBUTED__DASHBOARD__LINK", dashboard + "/status"),
         *tls_env(ctx, client=True),  # so kernels hold the facility's Dask credentials
+        *ctx.data_env,               # and the data token, for root:// reads through the XCache
         *(service_env(issuer.url(ctx), issuer.identity_dir(ctx), auth.trusted_issuers) if auth.enabled else ()),
     )
     return ServiceSpec(
