@@ -7,6 +7,8 @@
 """
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import time
@@ -15,6 +17,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import afbox, isolated_env, security_for  # noqa: E402
 from bench.wanproxy import WanProxy  # noqa: E402
+
+from afbox import record_data_env  # noqa: E402
 
 PORT_BASE = 21800
 PROXY_PORT = 21790
@@ -62,6 +66,9 @@ def wan_and_analysis(quick: bool, delay_ms: float, mbit: float) -> tuple[list, d
     afbox("up", "--profile", "ci", "--config", str(cfg), "--port-base", str(PORT_BASE),
           "--workdir", str(base / "work"), env=env)
     try:
+        # xrdcp and uproot here read through the token-checking XCache like any reader on the host
+        rec = json.loads(Path(env["XDG_STATE_HOME"], "afbox", "ci", "facility.json").read_text())
+        os.environ.update(record_data_env(rec))
         afbox("demo", "data", "--events", str(events), "--files", str(files), env=env)
         root = base / "data" / "afbox" / "ci" / "origin"
         datasets = root / "demo" / "ttbar"

@@ -18,9 +18,15 @@ def issuer_url(bind: str, port: int) -> str:
     return f"https://{bind}:{port}"
 
 
-def service_env(issuer: str, identity_dir: Path, trusted: list[str]) -> tuple[tuple[str, str], ...]:
+def service_env(issuer: str, identity_dir: Path, trusted: list[str],
+                trusted_ca_files: list[str] = ()) -> tuple[tuple[str, str], ...]:
+    cas = [str(identity_dir / "ca.pem"), *(str(Path(f).expanduser()) for f in trusted_ca_files)]
     return ((ENV_ISSUER, issuer), (ENV_IDENTITY, str(identity_dir)), (ENV_TRUSTED, ",".join(trusted)),
-            (ENV_CA, str(identity_dir / "ca.pem")))
+            (ENV_CA, os.pathsep.join(cas)))
+
+
+def ca_files(environ=os.environ) -> list[str]:
+    return [f for f in environ.get(ENV_CA, "").split(os.pathsep) if f]
 
 
 def validator_from_env(environ=os.environ) -> Validator:
@@ -28,6 +34,6 @@ def validator_from_env(environ=os.environ) -> Validator:
     issuer = environ[ENV_ISSUER]
     trusted: dict = {issuer: LocalJwks(Path(environ[ENV_IDENTITY]))}
     for other in filter(None, environ.get(ENV_TRUSTED, "").split(",")):
-        trusted[other] = RemoteJwks(other, ca_file=environ.get(ENV_CA))
+        trusted[other] = RemoteJwks(other, ca_file=ca_files(environ))
     # a token for this facility names it (its issuer URL) as audience
-    return Validator(trusted, audience=issuer, ca_file=environ.get(ENV_CA))
+    return Validator(trusted, audience=issuer, ca_file=ca_files(environ))

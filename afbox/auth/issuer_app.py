@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import tornado.ioloop
 import tornado.web
 
 from .identity import load, stamp
@@ -84,8 +85,28 @@ def tls_context(identity_dir: Path) -> ssl.SSLContext:
     return ctx
 
 
-async def serve(identity_dir: Path, issuer: str, port: int, host: str) -> None:
+TOKEN_CHECK_EVERY = 60.0
+
+
+def keep_token_fresh(token_file: Path, identity_dir: Path, issuer: str, sub: str, lifetime: float):
+    """A periodic callback re-minting the owner's token file; its errors are logged, never fatal."""
+    from . import token_file as tf
+
+    def check() -> None:
+        try:
+            if tf.refresh(token_file, identity_dir, issuer, sub, lifetime):
+                logging.getLogger("afbox.issuer").info("renewed the token file %s", token_file)
+        except Exception as e:  # noqa: BLE001 - the issuer keeps serving keys whatever happens here
+            logging.getLogger("afbox.issuer").error("could not renew the token file %s: %s", token_file, e)
+
+    check()
+    return tornado.ioloop.PeriodicCallback(check, TOKEN_CHECK_EVERY * 1000)
+
+
+async def serve(identity_dir: Path, issuer: str, port: int, host: str, token: dict | None = None) -> None:
     server = make_app(identity_dir, issuer).listen(port, address=host, ssl_options=tls_context(identity_dir))
+    if token:
+        keep_token_fresh(identity_dir=identity_dir, issuer=issuer, **token).start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -101,13 +122,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--issuer", required=True, help="the issuer URL written in tokens (https://host:port[/path])")
     p.add_argument("--port", type=int, help="default: the issuer URL's port")
     p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--token-file", type=Path, help="keep this owner's token file fresh (BEARER_TOKEN_FILE)")
+    p.add_argument("--token-subject", default="", help="the token file's subject")
+    p.add_argument("--token-lifetime", type=float, default=8 * 3600, help="seconds")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     url = urlsplit(a.issuer)
     if url.scheme != "https":
         p.error("--issuer must be an https URL")
     try:
-        asyncio.run(serve(a.identity_dir, a.issuer, a.port or url.port or 443, a.host))
+        token = (dict(token_file=a.token_file, sub=a.token_subject, lifetime=a.token_lifetime)
+                 if a.token_file else None)
+        asyncio.run(serve(a.identity_dir, a.issuer, a.port or url.port or 443, a.host, token))
     except OSError as e:  # missing identity, port in use: one line for the service log
         sys.exit(f"afbox issuer: {e}")
 

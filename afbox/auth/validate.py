@@ -95,12 +95,12 @@ class RemoteJwks:
     `ttl` s.  An unknown kid refetches at most once per `min_refetch` s, so a stream of forged
     kids cannot hammer the issuer; if a refetch fails the cached keys stay in use."""
 
-    def __init__(self, issuer: str, ca_file: str | Path | None = None, ttl: float = 600,
+    def __init__(self, issuer: str, ca_file: str | Path | Iterable[str | Path] | None = None, ttl: float = 600,
                  min_refetch: float = 30, timeout: float = 5):
         if not issuer.startswith("https://"):
             raise ValueError(f"issuer must be an https URL: {issuer}")
         self.issuer, self.ttl, self.min_refetch, self.timeout = issuer, ttl, min_refetch, timeout
-        self._verify = ssl.create_default_context(cafile=str(ca_file)) if ca_file else True
+        self._verify = trust_context(ca_file)
         self._keys: dict[str, jwt.PyJWK] = {}
         self._expires = -math.inf
         self._last_fetch = -math.inf
@@ -137,9 +137,17 @@ class RemoteJwks:
             return parse_jwks(client.get(doc["jwks_uri"]).raise_for_status().json())
 
 
+def trust_context(ca_files: str | Path | Iterable[str | Path] | None) -> ssl.SSLContext:
+    """The system's CAs (public OIDC issuers such as CILogon) plus the given ones (facility CAs)."""
+    ctx = ssl.create_default_context()
+    for f in [ca_files] if isinstance(ca_files, (str, Path)) else ca_files or ():
+        ctx.load_verify_locations(cafile=str(f))
+    return ctx
+
+
 class Validator:
     def __init__(self, trusted: Mapping[str, JwksSource | None], audience: str | Iterable[str],
-                 ca_file: str | Path | None = None):
+                 ca_file: str | Path | Iterable[str | Path] | None = None):
         self.audience = [audience] if isinstance(audience, str) else sorted(audience)
         self.ca_file = ca_file
         self.trusted: dict[str, JwksSource] = {}

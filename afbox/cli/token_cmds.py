@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import shlex
 from pathlib import Path
 
 import click
@@ -33,12 +34,14 @@ def _auth(name: str | None) -> dict:
 @click.option("--audience", help="Who the token is for (default: this facility; another site's issuer URL to use it there).")
 @click.option("--subject", default=None, help="Token subject (default: your user name).")
 @click.option("--inspect", "inspect_token", metavar="TOKEN", help="Decode a token: claims, validity, issuer.")
+@click.option("--export", "export", is_flag=True,
+              help="Print `export` lines for a shell that reads root:// through the XCache (token file, CA dir).")
 @click.pass_context
-def token_group(ctx, name, scope, lifetime, audience, subject, inspect_token):
+def token_group(ctx, name, scope, lifetime, audience, subject, inspect_token, export):
     """Print a fresh token for you (WLCG profile JWT, signed by this facility's issuer).
 
-    JupyterLab accepts it now; it carries the Dask (compute.create) and XCache (storage.read) scopes
-    for the gateway and token-checking XCache to come."""
+    JupyterLab, the Dask gateway and the XCache accept it (jupyter.access, compute.create and
+    storage.read scopes)."""
     if ctx.invoked_subcommand:
         return
     from ..auth import tokens
@@ -48,6 +51,11 @@ def token_group(ctx, name, scope, lifetime, audience, subject, inspect_token):
         except ValueError as e:
             raise AfboxError(f"not a token: {e}") from None
         click.echo(json.dumps(info, indent=2, sort_keys=True, default=str))
+        return
+    if export:
+        from .. import data_env
+        for key, value in data_env(name).items():
+            click.echo(f"export {key}={shlex.quote(value)}")
         return
     seconds = parse_duration(lifetime)
     if seconds > MAX_LIFETIME:
@@ -67,6 +75,9 @@ def rotate_key(name):
     auth = _auth(name)
     identity = rotate(Path(auth["identity_dir"]), keep_for=MAX_LIFETIME)
     click.echo(f"signing key rotated: new key id {identity.kid}; the previous key stays published for 7 days")
+    from ..auth.setup import rewrite_keycache
+    if rewrite_keycache({"auth": auth}):
+        click.echo("the XCache knows the new key")
 
 
 COMMANDS = [token_group]

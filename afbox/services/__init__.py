@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..spec import ServiceSpec
 from .context import Context
-from . import dask, issuer, jupyter, origin, xcache
+from . import dask, gateway, issuer, jupyter, origin, xcache
 
 
 def render(ctx: Context) -> list[ServiceSpec]:
@@ -11,6 +11,8 @@ def render(ctx: Context) -> list[ServiceSpec]:
     if ctx.facility.auth.enabled:
         specs.append(issuer.render(ctx))
     specs += dask.render(ctx)
+    if ctx.facility.gateway.enabled and ctx.facility.auth.enabled:
+        specs.append(gateway.render(ctx))
     if ctx.facility.jupyter.enabled:
         specs.append(jupyter.render(ctx))
     if ctx.facility.xcache.enabled:

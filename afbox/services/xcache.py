@@ -20,6 +20,42 @@ def admin_dir(ctx: Context):
     return ctx.xrootd_dir / "admin"
 
 
+def tls_dir(ctx: Context):
+    """Copies of the facility's server certificate and key that xrootd's own user may read."""
+    return ctx.xrootd_dir / "tls"
+
+
+def scitokens_path(ctx: Context):
+    return ctx.xrootd_dir / "scitokens.cfg"
+
+
+def cache_home(ctx: Context):
+    """xrootd's XDG_CACHE_HOME: libSciTokens keeps the issuers' keys there."""
+    return ctx.xrootd_dir / "cache"
+
+
+def token_issuers(ctx: Context) -> dict[str, str]:
+    """Section name -> issuer URL for the SciTokens plugin: this facility's, then the trusted ones."""
+    from . import issuer
+    return {"afbox": issuer.url(ctx),
+            **{f"trusted{i + 1}": u for i, u in enumerate(ctx.facility.auth.trusted_issuers)}}
+
+
+def scitokens_text(ctx: Context) -> str:
+    from ..auth.xrootd import scitokens_config
+    from . import issuer
+    return scitokens_config(token_issuers(ctx), audience=issuer.url(ctx))
+
+
+def auth_lines(ctx: Context) -> list[str]:
+    """Reads need a token (ztn over TLS, then the SciTokens plugin checks storage.read:/path)."""
+    if not ctx.facility.auth.enabled:
+        return []
+    from ..auth.xrootd import server_directives
+    t = tls_dir(ctx)
+    return server_directives(t / "server.pem", t / "server-key.pem", t / "ca.pem", scitokens_path(ctx))
+
+
 def config_text(ctx: Context) -> str:
     """The xrootd config; the timeouts keep an uncached read with the origin down from hanging for minutes."""
     x = ctx.facility.xcache
@@ -49,6 +85,7 @@ def config_text(ctx: Context) -> str:
         f"pfc.diskusage {DISK_LOW} {DISK_HIGH} files {mib(size * BASELINE)} {mib(size * NOMINAL)} {mib(size)}",
         f"all.adminpath {admin_dir(ctx)}",
         f"all.pidpath {admin_dir(ctx)}",
+        *auth_lines(ctx),
         *x.extra_config,
     ]
     return "\n".join(lines) + "\n"
@@ -67,7 +104,8 @@ def render(ctx: Context) -> ServiceSpec:
         name=NAME, argv=argv, ports=(("xroot", p),),
         # XrdCl refuses a failed origin for 30 min by default (not settable by pss.setopt in 5.5);
         # retry it soon after it comes back.
-        env=(("XRD_STREAMERRORWINDOW", "5"),),
+        env=(("XRD_STREAMERRORWINDOW", "5"),
+             *((("XDG_CACHE_HOME", str(cache_home(ctx))),) if ctx.facility.auth.enabled else ())),
         health=HealthCheck("xrootd", host="127.0.0.1", port=p),
         urls=(("root", f"root://{ctx.bind}:{p}/"),
               ("origin", ctx.facility.xcache.origin or f"root://localhost:{port(ctx.base, 'origin')}")),

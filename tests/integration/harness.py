@@ -45,6 +45,26 @@ def dask_client(env: dict, name: str = "ci", **kw):
                   timeout=20, **kw)
 
 
+SHARED_CA_DIR = Path(tempfile.mkdtemp(prefix="afbox-test-ca-"))
+
+
+def use_facility_data(env: dict, name: str) -> dict:
+    """Let this process (uproot, xrdcp) read root:// through the facility's token-checking XCache.
+    XrdCl makes its TLS context once per process, so every facility's CA goes into one shared dir
+    (OpenSSL looks CAs up there by hash, when needed)."""
+    from afbox import record_data_env
+
+    rec = json.loads(Path(env["XDG_STATE_HOME"], "afbox", name, "facility.json").read_text())
+    d = record_data_env(rec)
+    if not d:
+        return {}
+    for f in Path(d["X509_CERT_DIR"]).glob("*.0"):
+        shutil.copy(f, SHARED_CA_DIR / f.name)
+    out = {"BEARER_TOKEN_FILE": d["BEARER_TOKEN_FILE"], "X509_CERT_DIR": str(SHARED_CA_DIR)}
+    os.environ.update(out)
+    return out
+
+
 def wait_for(pred, timeout: float = 30, interval: float = 0.3, what: str = "condition"):
     end = time.monotonic() + timeout
     last = None

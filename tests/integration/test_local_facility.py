@@ -13,8 +13,8 @@ import httpx
 import psutil
 import pytest
 
-from harness import (dask_client, Origin, afbox, free_port, isolated_env, service, shared_tmpdir, status, wait_for,
-                     write_root_file, xrootd_available)
+from harness import (dask_client, Origin, afbox, free_port, isolated_env, service, shared_tmpdir, status,
+                     use_facility_data, wait_for, write_root_file, xrootd_available)
 
 pytestmark = pytest.mark.integration
 if not xrootd_available():
@@ -39,6 +39,7 @@ def fac():
     out = afbox("up", "--profile", "ci", "--origin", origin.url, "--port-base", str(PORT_BASE),
                 "--workdir", str(workdir), env=env)
     up_seconds = time.monotonic() - t0
+    use_facility_data(env, NAME)
     st = status(env, NAME)
     yield dict(env=env, base=base, origin=origin, expected=expected, out=out, st=st, workdir=workdir,
                up_seconds=up_seconds)

@@ -1,0 +1,64 @@
+"""The Dask gateway: dask-gateway-server creating clusters on demand for holders of a facility token.
+
+Bound to the facility's host and ports (proxy for HTTP and for schedulers, private API); its clusters
+take ports from a window of the facility's range (afbox.gateway_backend).
+"""
+from __future__ import annotations
+
+from ..ports import GATEWAY_FIRST, GATEWAY_SIZE, port
+from ..spec import HealthCheck, ServiceSpec
+from . import issuer
+from .context import Context
+
+NAME = "gateway"
+MAX_WORKERS = 8  # per cluster: the port slot of each cluster holds 8 workers
+
+
+def config_path(ctx: Context):
+    return ctx.state.dir / "gateway_config.py"
+
+
+def address(ctx: Context) -> str:
+    return f"http://{ctx.bind}:{port(ctx.base, 'gateway')}"
+
+
+def proxy_address(ctx: Context) -> str:
+    return f"gateway://{ctx.bind}:{port(ctx.base, 'gateway-scheduler')}"
+
+
+def config_text(ctx: Context) -> str:
+    b = ctx.bind
+    settings = {
+        "DaskGateway.address": f"{b}:{port(ctx.base, 'gateway-api')}",
+        "DaskGateway.authenticator_class": "afbox.auth.gateway_auth.FacilityAuthenticator",
+        "DaskGateway.backend_class": "afbox.gateway_backend.FacilityBackend",
+        "Proxy.address": f"{b}:{port(ctx.base, 'gateway')}",
+        "Proxy.tcp_address": f"{b}:{port(ctx.base, 'gateway-scheduler')}",
+        "FacilityBackend.port_first": ctx.base + GATEWAY_FIRST,
+        "FacilityBackend.port_count": GATEWAY_SIZE,
+        "FacilityBackend.clusters_directory": str(ctx.state.run / "gateway-clusters"),
+        "ClusterConfig.scheduler_cmd": [f"{ctx.bin_dir}/dask", "scheduler"],
+        "ClusterConfig.worker_cmd": [f"{ctx.bin_dir}/dask", "worker"],
+        "ClusterConfig.worker_cores": ctx.dask.threads,
+        "ClusterConfig.worker_threads": ctx.dask.threads,
+        "ClusterConfig.worker_memory": ctx.dask.memory_limit,
+        "ClusterConfig.cluster_max_workers": MAX_WORKERS,
+        # workers read root:// through the XCache like the facility's own ones
+        "ClusterConfig.environment": dict(ctx.data_env),
+    }
+    lines = ["# written by afbox; edit the facility spec instead"]
+    lines += [f"c.{k} = {v!r}" for k, v in settings.items()]
+    return "\n".join(lines) + "\n"
+
+
+def render(ctx: Context) -> ServiceSpec:
+    p = port(ctx.base, NAME)
+    return ServiceSpec(
+        name=NAME, argv=(f"{ctx.bin_dir}/dask-gateway-server", "-f", str(config_path(ctx))),
+        env=issuer.validator_env(ctx),
+        ports=(("http", p), ("scheduler-proxy", port(ctx.base, "gateway-scheduler")),
+               ("api", port(ctx.base, "gateway-api"))),
+        health=HealthCheck("http", host=ctx.bind, port=p, path="/api/health"),
+        urls=(("gateway", address(ctx)), ("proxy", proxy_address(ctx))),
+        state_dirs=(str(ctx.state.run / "gateway-clusters"),),
+    )
