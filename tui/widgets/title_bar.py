@@ -15,6 +15,9 @@ def facility_title(status: dict) -> Text:
     text.append(f"  {name} · {status.get('profile', '?')} profile · {status.get('backend', '?')} · ")
     text.append(status["state"], style="bold" if status["state"] != "up" else "")
     text.append(f" · {healthy}/{len(rows)} healthy")
+    left = (status.get("slurm") or {}).get("time_left")
+    if left is not None:  # a SLURM job's walltime: the facility ends with it
+        text.append(f" · {int(left) // 3600}h{int(left) % 3600 // 60:02d}m left", style="bold" if left < 900 else "")
     return text
 
 
