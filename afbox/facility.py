@@ -62,6 +62,11 @@ class JupyterSection(Section):
     extra_args: list[str] = []
 
 
+class GatewaySection(Section):
+    """dask-gateway-server: Dask clusters on demand for holders of a facility token (needs [auth])."""
+    enabled: bool = True
+
+
 class XCacheSection(Section):
     enabled: bool = True
     xrootd: str = "xrootd"       # the server binary: a name on PATH or a full path
@@ -96,6 +101,9 @@ class AuthSection(Section):
     enabled: bool = True
     # other issuers whose tokens this facility accepts: another facility, CILogon, INDIGO IAM
     trusted_issuers: list[str] = []
+    # CA certificates (PEM files) for trusted issuers whose HTTPS certificate the system's CAs do not
+    # sign, e.g. another facility's <state>/secrets/identity/ca.pem
+    trusted_ca_files: list[str] = []
     token_lifetime: str = "8h"
 
     @field_validator("trusted_issuers")
@@ -123,8 +131,9 @@ class SlurmSection(Section):
     partition: str = ""
     account: str = ""
     extra_sbatch: list[str] = []
+    queue_timeout: str = "10m"      # how long `up --slurm` / `scale --jobs` wait for a job to start
 
-    @field_validator("retire_before")
+    @field_validator("retire_before", "queue_timeout")
     @classmethod
     def _dur(cls, v: str) -> str:
         parse_duration(v)
@@ -144,6 +153,17 @@ class K3sSection(Section):
     xcache_image: str = "ghcr.io/afbox/xcache:0.1.0"
     host: str = "afbox.localhost"   # ingress host name
     storage_class: str = "local-path"
+    workdir_size: str = "10GiB"     # the notebooks' volume (local-path does not enforce sizes)
+    origin_size: str = "10GiB"
+    images_dir: str = ""            # image tarballs to `k3s ctr images import` before applying
+    device_plugin_image: str = "nvcr.io/nvidia/k8s-device-plugin:v0.17.0"
+    rollout_timeout: float = Field(300, gt=0)  # seconds for each workload (image pulls included)
+
+    @field_validator("workdir_size", "origin_size")
+    @classmethod
+    def _size(cls, v: str) -> str:
+        parse_size(v)
+        return v
 
 
 def parse_duration(text: str) -> float:
@@ -159,6 +179,7 @@ class Facility(BaseModel):
     facility: FacilitySection = FacilitySection()
     dask: DaskSection = DaskSection()
     jupyter: JupyterSection = JupyterSection()
+    gateway: GatewaySection = GatewaySection()
     xcache: XCacheSection = XCacheSection()
     origin: OriginSection = OriginSection()
     auth: AuthSection = AuthSection()

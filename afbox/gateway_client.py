@@ -1,4 +1,4 @@
-"""Client side of the gateway's token check: dask_gateway sends `Authorization: Bearer <token>`."""
+"""Client side of the facility's Dask gateway: dask_gateway sending `Authorization: Bearer <token>`."""
 from __future__ import annotations
 
 from dask_gateway.auth import GatewayAuth

@@ -14,7 +14,7 @@ from . import backends, events as ev, host as hostmod, services
 from .errors import AfboxError
 from .facility import Facility
 from .run import which
-from .services import issuer, jupyter, origin, xcache
+from .services import gateway, issuer, jupyter, origin, xcache
 from .services.context import Context
 from .sizing import dask_size, xcache_size
 from .health import check
@@ -84,22 +84,22 @@ def _chown_tree(path: Path, user: str) -> None:
             os.lchown(n, pw.pw_uid, pw.pw_gid)
 
 
-def prepare(ctx: Context, specs: list[ServiceSpec]) -> None:
+def prepare(ctx: Context, specs: list[ServiceSpec]) -> list[str]:
     """Create dirs, secrets and config files the rendered specs refer to. Never removes user data."""
     ctx.state.ensure()
     ctx.facility.workdir.mkdir(parents=True, exist_ok=True)
+    warnings = []
     if ctx.facility.auth.enabled:
-        from .auth.identity import ensure_identity
-        from .auth.identity import ensure_cert
-        hosts = tuple(dict.fromkeys(("localhost", "127.0.0.1", ctx.bind)))
-        ensure_identity(issuer.identity_dir(ctx), hosts=hosts)
-        ensure_cert(issuer.identity_dir(ctx), "dask", hosts=hosts)
+        from .auth import setup
+        warnings = setup.prepare(ctx)
     prepare_dirs(specs)
     if ctx.facility.jupyter.enabled:
         write_private(ctx.jupyter_token_file, secrets.token_urlsafe(32))
         settings = jupyter.settings_dir(ctx) / "dask-labextension" / "plugin.jupyterlab-settings"
         settings.parent.mkdir(parents=True, exist_ok=True)
         settings.write_text(json.dumps(jupyter.labextension_settings(ctx), indent=2))
+    if any(s.name == gateway.NAME for s in specs):
+        gateway.config_path(ctx).write_text(gateway.config_text(ctx))
     if ctx.facility.xcache.enabled and ctx.xrootd:
         xcache.admin_dir(ctx).mkdir(parents=True, exist_ok=True)
         xcache.config_path(ctx).write_text(xcache.config_text(ctx))
@@ -107,6 +107,7 @@ def prepare(ctx: Context, specs: list[ServiceSpec]) -> None:
         origin.config_path(ctx).write_text(origin.config_text(ctx))
     if ctx.xrootd_user and ctx.xrootd and (ctx.facility.xcache.enabled or ctx.facility.local_origin):
         _hand_to_xrootd(ctx)
+    return warnings
 
 
 def _hand_to_xrootd(ctx: Context) -> None:
@@ -134,8 +135,7 @@ def record(ctx: Context, specs: list[ServiceSpec], backend: str) -> dict:
         "started": time.time(), "workdir": str(ctx.facility.workdir), "cache_dir": str(ctx.cache_dir),
         "cache_size": ctx.cache_size, "port_base": ctx.base,
         "origin_dir": str(ctx.origin_dir) if ctx.facility.local_origin else None,
-        "auth": {"issuer": issuer.url(ctx), "identity_dir": str(issuer.identity_dir(ctx)),
-                 "trusted_issuers": ctx.facility.auth.trusted_issuers} if ctx.facility.auth.enabled else None,
+        "auth": auth_record(ctx, specs) if ctx.facility.auth.enabled else None,
         "jupyter_token_file": str(ctx.jupyter_token_file) if ctx.facility.jupyter.enabled else None,
         "dask": {"workers": ctx.dask.workers, "threads": ctx.dask.threads, "memory_limit": ctx.dask.memory_limit,
                  "tls": ctx.dask_tls},
@@ -145,23 +145,42 @@ def record(ctx: Context, specs: list[ServiceSpec], backend: str) -> dict:
     }
 
 
+def auth_record(ctx: Context, specs: list[ServiceSpec]) -> dict:
+    out = {"issuer": issuer.url(ctx), "identity_dir": str(issuer.identity_dir(ctx)),
+           "trusted_issuers": ctx.facility.auth.trusted_issuers,
+           "token_file": str(ctx.token_file), "ca_dir": dict(ctx.data_env)["X509_CERT_DIR"]}
+    if any(s.name == "xcache" and not s.unavailable for s in specs):
+        from .auth.setup import xrootd_owner
+        out["xcache_keycache"] = {"cache_home": str(xcache.cache_home(ctx)), "owner": xrootd_owner(ctx)}
+    return out
+
+
 def up(fac: Facility) -> Iterator[ev.Event]:
     """Bring the facility up; a no-op (same URLs) when it is already up."""
+    fac = in_allocation(fac)
     state = FacilityState(fac.name)
     be = backends.get(fac.facility.backend, state)
     if be.running() and state.read():
         yield ev.Event(ev.INFO, "", f"facility {fac.name!r} is already up")
         return
+    if hasattr(be, "adapt"):  # what only the backend knows: SLURM's addresses, sizes per node
+        fac = be.adapt(fac)
     report, devices = detect_gpus(fac)
     for line in report.problems if report else ():
         yield ev.Event(ev.INFO, "", f"gpu: {line}")
     if devices:
         yield ev.Event(ev.INFO, "", f"gpu: {len(devices)} GPU worker(s): " + ", ".join(
             f"{d.label} {d.model}" for d in devices))
-    ctx = context(fac, gpus=devices)
+    ctx = context(fac, host=be.host() if hasattr(be, "host") else None, gpus=devices)
     specs = services.render(ctx)
+    if hasattr(be, "place"):  # SLURM: one srun step for all workers (and its own runtime wrapping)
+        specs = be.place(ctx, specs)
+    elif fac.runtime.kind != "none":
+        from .runtimes import binds, wrap_specs
+        specs = wrap_specs(fac.runtime, specs, binds=binds(ctx), bin_dir=ctx.bin_dir)
     preflight(ctx, specs)
-    prepare(ctx, specs)
+    for line in prepare(ctx, specs):
+        yield ev.Event(ev.INFO, "", line)
     for s in specs:
         if s.unavailable:
             yield ev.Event(ev.UNAVAILABLE, s.name, s.unavailable)
@@ -170,6 +189,14 @@ def up(fac: Facility) -> Iterator[ev.Event]:
     rec["gpus"] = {"report": report.to_dict() if report else None,
                    "workers": {f"dask-gpu-{k}": d.to_dict() for k, d in enumerate(devices)}}
     state.write(rec)
+
+
+def in_allocation(fac: Facility) -> Facility:
+    """Inside a SLURM allocation the facility runs on it, unless a profile, file or flag chose a backend."""
+    if os.environ.get("SLURM_JOB_ID") and "backend" not in fac.facility.model_fields_set:
+        fac = fac.model_copy(deep=True)
+        fac.facility.backend = "slurm"
+    return fac
 
 
 def scale(name: str, workers: int) -> Iterator[ev.Event]:
@@ -189,7 +216,8 @@ def scale(name: str, workers: int) -> Iterator[ev.Event]:
     fac.dask.memory_limit = str(rec["dask"]["memory_limit"])
     devices = tuple(Device(**d) for d in rec.get("gpus", {}).get("workers", {}).values())
     ctx = context(fac, gpus=devices)
-    specs = services.render(ctx)
+    from .clusters import recorded_specs
+    specs = services.render(ctx) + recorded_specs(ctx, rec)  # named clusters keep running
     current = set(rec["services"])
     new_specs = [s for s in specs if s.name not in current]
     preflight(ctx, new_specs)
@@ -198,7 +226,7 @@ def scale(name: str, workers: int) -> Iterator[ev.Event]:
     yield ev.Event(ev.INFO, "", f"dask workers: {before} -> {workers}")
     yield from be.update(specs, timeout=fac.facility.start_timeout)
     new_rec = record(ctx, specs, be.name)
-    for key in ("started", "jupyter_token_file", "gpus", "cache_size", "origin_dir", "auth"):
+    for key in ("started", "jupyter_token_file", "gpus", "cache_size", "origin_dir", "auth", "clusters"):
         new_rec[key] = rec.get(key)
     state.write(new_rec)
 
@@ -229,6 +257,8 @@ def down(name: str) -> Iterator[ev.Event]:
         return
     yield from be.down()
     state.clear()
+    from .clusters import sync_kernels
+    sync_kernels(state, {})  # named clusters stopped with everything: their kernels must not point at them
     if rec and rec.get("jupyter_token_file"):
         Path(rec["jupyter_token_file"]).unlink(missing_ok=True)
 
@@ -238,8 +268,9 @@ def status(name: str) -> dict:
     state = FacilityState(name)
     rec = state.read()
     be = backends.get((rec or {}).get("backend", "local"), state)
+    extra = be.status_extra(rec) if hasattr(be, "status_extra") else {}  # SLURM: job, time left
     if not rec or not be.running():
-        return {"facility": name, "state": "down", "services": []}
+        return {"facility": name, "state": "down", "services": [], **extra}
     rows = []
     by_name = {s.name: s for s in be.status()}
     for sname, svc in rec["services"].items():
@@ -249,8 +280,8 @@ def status(name: str) -> dict:
             row.update(state="unavailable", health="n/a", pid=None, restarts=0, uptime=None,
                        detail=svc.get("unavailable") or "")
         else:
-            health = "unknown"
-            if st.state == "running" and svc.get("health"):
+            health = st.health if st.health in ("healthy", "unhealthy") else "unknown"  # k3s: pod readiness
+            if health == "unknown" and st.state == "running" and svc.get("health"):
                 ok, _ = check(HealthCheck(**{**svc["health"], "headers": tuple(map(tuple, svc["health"]["headers"]))}))
                 health = "healthy" if ok else "unhealthy"
             row.update(state=st.state, health=health, pid=st.pid, restarts=st.restarts,
@@ -260,7 +291,13 @@ def status(name: str) -> dict:
     overall = "up" if all(r["health"] == "healthy" for r in runnable) else "degraded"
     return {"facility": name, "state": overall, "profile": rec["profile"], "backend": rec["backend"],
             "started": rec["started"], "workdir": rec["workdir"], "services": rows, "urls": urls(rec),
-            "gpus": gpu_status(rec)}
+            "gpus": gpu_status(rec), "clusters": named_clusters(rec), **extra}
+
+
+def named_clusters(rec: dict) -> dict:
+    """Named clusters (afbox cluster up): address, dashboard, workers and environment of each."""
+    return {n: {"address": c["address"], "dashboard": c["dashboard"], "workers": c["workers"], "env": c["env"]}
+            for n, c in (rec.get("clusters") or {}).items()}
 
 
 def gpu_status(rec: dict) -> dict:
@@ -284,6 +321,8 @@ def urls(rec: dict) -> dict:
         out["jupyter"] = s["jupyter"]["urls"]["lab"]
     if "xcache" in s and not s["xcache"].get("unavailable"):
         out["xcache"] = s["xcache"]["urls"]["root"]
+    if "gateway" in s:
+        out["gateway"] = s["gateway"]["urls"]["gateway"]
     return out
 
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 OFFSETS = {"xcache": 0, "issuer": 1, "origin": 2, "gateway": 3, "gateway-scheduler": 4, "gateway-api": 5,
-           "scheduler": 6, "dashboard": 7, "jupyter": 8}
+           "scheduler": 6, "dashboard": 7, "jupyter": 8, "walltime": 9}
 # named clusters (afbox cluster up): cluster i uses base + NAMED_FIRST + NAMED_PER * i ...
 NAMED_FIRST = 600
 NAMED_PER = 20

@@ -10,7 +10,7 @@ MARK = {ev.STARTING: "..", ev.HEALTHY: "ok", ev.FAILED: "!!", ev.UNAVAILABLE: "-
 def event_line(e: ev.Event) -> str:
     if not e.service:
         return f"[{MARK.get(e.kind, '  ')}] {e.message}".rstrip()
-    return f"[{MARK.get(e.kind, '  ')}] {e.service:<16}{e.kind} {e.message}".rstrip()
+    return f"[{MARK.get(e.kind, '  ')}] {e.service + ' ':<16}{e.kind} {e.message}".rstrip()
 
 
 def human_duration(seconds: float | None) -> str:
@@ -36,7 +36,7 @@ def human_bytes(n: float | None) -> str:
 
 def service_endpoint(row: dict) -> str:
     urls = row.get("urls", {})
-    for key in ("lab", "scheduler", "root"):
+    for key in ("lab", "scheduler", "root", "gateway", "issuer"):
         if key in urls:
             return urls[key]
     ports = row.get("ports", {})
@@ -59,9 +59,14 @@ def table(columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
 
 def status_text(status: dict) -> list[str]:
     if status["state"] == "down":
-        return [f"facility {status['facility']!r} is down (start it with: afbox up)"]
+        ended = (status.get("slurm") or {}).get("message")
+        return [ended or f"facility {status['facility']!r} is down (start it with: afbox up)"]
     head = f"facility {status['facility']!r} ({status['profile']} profile, {status['backend']} backend): {status['state']}"
-    return [head, "", *table(STATUS_COLUMNS, status_rows(status))]
+    lines = [head, "", *table(STATUS_COLUMNS, status_rows(status))]
+    if s := status.get("slurm"):
+        lines += ["", f"SLURM job {s['job_id']}: {s['job_state']}, {human_duration(s.get('time_left'))} left"]
+        lines += [f"warning: {s['warning']}"] if s.get("warning") else []
+    return lines
 
 
 def urls_text(urls: dict, jupyter_login: str | None) -> list[str]:
@@ -73,4 +78,6 @@ def urls_text(urls: dict, jupyter_login: str | None) -> list[str]:
         lines.append(f"  Dask dashboard  {urls['dashboard']}")
     if "xcache" in urls:
         lines.append(f"  XCache          {urls['xcache']}   (e.g. root://…//store/file.root)")
+    if "gateway" in urls:
+        lines.append(f"  Dask gateway    {urls['gateway']}   (afbox.gateway(); token: afbox token)")
     return lines

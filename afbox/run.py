@@ -19,7 +19,10 @@ PROVIDERS = {
     "srun": "apt-get install slurm-client (or your site's SLURM)",
     "sbatch": "apt-get install slurm-client (or your site's SLURM)",
     "scontrol": "apt-get install slurm-client (or your site's SLURM)",
-    "k3s": "afbox k3s install (or https://k3s.io install script)",
+    "squeue": "apt-get install slurm-client (or your site's SLURM)",
+    "scancel": "apt-get install slurm-client (or your site's SLURM)",
+    "k3s": "afbox k3s install --bundle DIR (air-gap bundle), or afbox k3s install (get.k3s.io: needs network)",
+    "curl": "apt-get install curl",
     "docker": "apt-get install docker.io",
     "apptainer": "apptainer from your site or https://apptainer.org (not in Debian 12)",
     "nvidia-smi": "the NVIDIA driver package (nvidia-driver / nvidia-utils)",
@@ -28,6 +31,9 @@ PROVIDERS = {
     "jupyter": "pip install jupyterlab (installed with afbox)",
     "dask": "pip install distributed (installed with afbox)",
     "tmux": "apt-get install tmux",
+    "uv": "pip install uv (installed with afbox)",
+    "pixi": "pixi from https://pixi.sh (not in Debian 12)",
+    "conda": "micromamba, mamba or conda (https://mamba.readthedocs.io; not in Debian 12)",
 }
 
 

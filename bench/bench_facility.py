@@ -2,6 +2,7 @@
 1. `afbox up` to all-healthy (cold, warm) vs each component started alone (max and sum)
 2. idle memory of the facility (RSS and PSS, total and per service)
 3. Dask task throughput and per-task overhead: facility vs a bare LocalCluster of the same size
+4. a 2-worker cluster on demand: through the token-checking gateway vs a bare LocalCluster start
 Run through bench/run.py.
 """
 from __future__ import annotations
@@ -137,6 +138,8 @@ def run(quick: bool = False) -> tuple[list, dict]:
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0") as lc:
         bare_tps = throughput(lc, tasks, rounds)
     fac_tps = max(fac_tps, throughput(addr, tasks, rounds, security=sec))  # again after the peer, so order favours neither
+    print("cluster on demand: gateway vs LocalCluster ...", flush=True)
+    gw_s, lc_s = gateway_cluster_start(), localcluster_start()
     afbox("down", "--name", NAME, env=env)
     warm = cold
     if not quick:
@@ -160,13 +163,40 @@ def run(quick: bool = False) -> tuple[list, dict]:
          f"{fac_tps / bare_tps:.2f}"),
         ("dask per-task overhead", f"{1e6 / fac_tps:.0f} us", f"{1e6 / bare_tps:.0f} us", f"{bare_tps / fac_tps:.2f}"),
     ]
+    rows.append(("2-worker cluster on demand, ready", f"{gw_s:.2f} s (gateway, token)", f"{lc_s:.2f} s (LocalCluster)",
+                 f"{gw_s / lc_s:.2f}x"))
     rows.append(("components alone (s)", ", ".join(f"{k} {v:.2f}" for k, v in alone.items()), "", ""))
     rows.append(("idle PSS per service (MB)", ", ".join(f"{k} {v['pss'] / MB:.0f}" for k, v in sorted(mem.items())), "", ""))
     return rows, {"up_cold_s": cold, "up_warm_s": warm, "alone_s": alone, "alone_max_s": longest,
                              "alone_sum_s": total, "page_cache_dropped": dropped, "memory": mem,
                              "memory_pss_total": pss, "memory_rss_total": rss, "tasks": tasks,
                              "facility_tasks_per_s": fac_tps, "localcluster_tasks_per_s": bare_tps,
-                             "throughput_ratio": fac_tps / bare_tps, "cpus": os.cpu_count()}
+                             "throughput_ratio": fac_tps / bare_tps, "gateway_cluster_s": gw_s,
+                             "localcluster_start_s": lc_s, "cpus": os.cpu_count()}
+
+
+def gateway_cluster_start(workers: int = 2) -> float:
+    """From asking the facility's gateway for a cluster to `workers` workers connected."""
+    import afbox
+    t0 = time.perf_counter()
+    with afbox.gateway(NAME) as gw:
+        cluster = gw.new_cluster()
+        try:
+            cluster.scale(workers)
+            with cluster.get_client() as c:
+                c.wait_for_workers(workers, timeout=120)
+                return time.perf_counter() - t0
+        finally:
+            cluster.shutdown()
+
+
+def localcluster_start(workers: int = 2) -> float:
+    from distributed import Client, LocalCluster
+    t0 = time.perf_counter()
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0") as lc:
+        with Client(lc) as c:
+            c.wait_for_workers(workers, timeout=120)
+            return time.perf_counter() - t0
 
 
 def idle_memory_after_settle(env: dict, settle: float = 5.0):

@@ -37,3 +37,14 @@ def validator_from_env(environ=os.environ) -> Validator:
         trusted[other] = RemoteJwks(other, ca_file=ca_files(environ))
     # a token for this facility names it (its issuer URL) as audience
     return Validator(trusted, audience=issuer, ca_file=ca_files(environ))
+
+
+class ValidatorFromEnv:
+    """Mixin for a service's auth class: the shared validator, built from the environment on first use."""
+    _validator: Validator | None = None
+
+    @property
+    def validator(self) -> Validator:
+        if self._validator is None:
+            self._validator = validator_from_env()
+        return self._validator

@@ -8,20 +8,12 @@ from aiohttp import web
 from dask_gateway_server.auth import Authenticator
 from dask_gateway_server.models import User
 
-from .facility_auth import validator_from_env
+from .facility_auth import ValidatorFromEnv
 from .tokens import COMPUTE
 from .validate import TokenRejected, bearer
 
 
-class FacilityAuthenticator(Authenticator):
-    _validator = None
-
-    @property
-    def validator(self):
-        if self._validator is None:
-            self._validator = validator_from_env()
-        return self._validator
-
+class FacilityAuthenticator(ValidatorFromEnv, Authenticator):
     async def authenticate(self, request):
         token = bearer(request.headers.get("Authorization"))
         try:

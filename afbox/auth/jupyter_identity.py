@@ -6,20 +6,12 @@ import asyncio
 
 from jupyter_server.auth.identity import IdentityProvider, User
 
-from .facility_auth import validator_from_env
+from .facility_auth import ValidatorFromEnv
 from .tokens import JUPYTER
 from .validate import TokenRejected
 
 
-class FacilityIdentityProvider(IdentityProvider):
-    _validator = None
-
-    @property
-    def validator(self):
-        if self._validator is None:
-            self._validator = validator_from_env()
-        return self._validator
-
+class FacilityIdentityProvider(ValidatorFromEnv, IdentityProvider):
     async def get_user_token(self, handler) -> User | None:
         user = await super().get_user_token(handler)
         if user is not None:

@@ -118,6 +118,10 @@ def logs(service, name, follow, lines):
     """Show one service's log (supervisord for the supervisor's own)."""
     state = FacilityState(resolve_name(name))
     path = state.logs / f"{service}.log"
+    rec = state.read()
+    if rec and rec.get("backend") == "k3s" and service in rec.get("services", {}):
+        from ..backends import get
+        path = get("k3s", state).log_path(service)  # fetched from the pod with kubectl logs
     if not path.exists():
         known = sorted(p.stem for p in state.logs.glob("*.log")) if state.logs.exists() else []
         raise AfboxError(f"no log for service {service!r} in facility {state.name!r}",
@@ -144,9 +148,15 @@ def restart(service, name):
 
 @click.command()
 @name_option
-@click.option("--workers", "-w", type=click.IntRange(1), required=True, help="Number of CPU Dask workers wanted.")
-def scale(name, workers):
+@click.option("--workers", "-w", type=click.IntRange(1), help="Number of CPU Dask workers wanted.")
+@click.option("--jobs", type=click.IntRange(1), help="SLURM: submit K worker-only jobs that join the scheduler.")
+def scale(name, workers, jobs):
     """Add or remove Dask workers of the running facility."""
+    if jobs:
+        from .slurm_cmds import scale_jobs
+        return scale_jobs(resolve_name(name), jobs)
+    if workers is None:
+        raise click.UsageError("give --workers N (or, on SLURM, --jobs K)")
     _print_events(lifecycle.scale(resolve_name(name), workers))
 
 

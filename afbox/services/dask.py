@@ -1,18 +1,39 @@
 """dask-scheduler and one supervised dask-worker-N per worker (each with its nanny)."""
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
-from ..ports import port, worker_ports
+from ..ports import PER_WORKER, WORKER_FIRST, port
 from ..spec import HealthCheck, ServiceSpec
 from .context import Context
 
 SCHEDULER = "dask-scheduler"
 
 
-def scheduler_address(ctx: Context) -> str:
+@dataclass(frozen=True)
+class Place:
+    """Where one Dask cluster's parts run: the facility's own cluster, or a named one whose
+    scheduler and workers come from another software environment (afbox cluster up)."""
+    scheduler: str               # the scheduler's service name
+    bin_dir: str                 # where its `dask` command comes from
+    scheduler_port: int
+    dashboard_port: int
+    first_worker_port: int       # workers take PER_WORKER ports each from here
+    extra_args: tuple[str, ...] = ()
+
+
+def default_place(ctx: Context) -> Place:
+    return Place(SCHEDULER, ctx.bin_dir, port(ctx.base, "scheduler"), port(ctx.base, "dashboard"),
+                 ctx.base + WORKER_FIRST, tuple(ctx.facility.dask.extra_args))
+
+
+def address(ctx: Context, scheduler_port: int) -> str:
     scheme = "tls" if ctx.dask_tls else "tcp"
-    return f"{scheme}://{ctx.bind}:{port(ctx.base, 'scheduler')}"
+    return f"{scheme}://{ctx.bind}:{scheduler_port}"
+
+
+def scheduler_address(ctx: Context) -> str:
+    return address(ctx, port(ctx.base, "scheduler"))
 
 
 def tls_args(ctx: Context) -> tuple[str, ...]:
@@ -44,16 +65,16 @@ def render(ctx: Context) -> list[ServiceSpec]:
     return [scheduler(ctx), *cpu, *gpu]
 
 
-def scheduler(ctx: Context) -> ServiceSpec:
-    dash = port(ctx.base, "dashboard")
-    argv = (f"{ctx.bin_dir}/dask", "scheduler", "--host", ctx.bind, "--port", str(port(ctx.base, "scheduler")),
-            "--dashboard-address", f"{ctx.bind}:{dash}", "--no-show", *tls_args(ctx),
-            *ctx.facility.dask.extra_args)
+def scheduler(ctx: Context, place: Place | None = None) -> ServiceSpec:
+    pl = place or default_place(ctx)
+    dash = pl.dashboard_port
+    argv = (f"{pl.bin_dir}/dask", "scheduler", "--host", ctx.bind, "--port", str(pl.scheduler_port),
+            "--dashboard-address", f"{ctx.bind}:{dash}", "--no-show", *tls_args(ctx), *pl.extra_args)
     return ServiceSpec(
-        name=SCHEDULER, argv=argv,
-        ports=(("scheduler", port(ctx.base, "scheduler")), ("dashboard", dash)),
+        name=pl.scheduler, argv=argv,
+        ports=(("scheduler", pl.scheduler_port), ("dashboard", dash)),
         health=HealthCheck("http", host=ctx.bind, port=dash, path="/health"),
-        urls=(("scheduler", scheduler_address(ctx)), ("dashboard", dashboard_url(ctx))),
+        urls=(("scheduler", address(ctx, pl.scheduler_port)), ("dashboard", f"http://{ctx.bind}:{dash}/status")),
         cpus=0.5, env=tls_env(ctx),
     )
 
@@ -67,22 +88,24 @@ def gpu_worker(ctx: Context, k: int, dev) -> ServiceSpec:
 
 
 def worker(ctx: Context, index: int, name: str | None = None, worker_name: str | None = None,
-           threads: int | None = None, extra: tuple[str, ...] = ()) -> ServiceSpec:
+           threads: int | None = None, extra: tuple[str, ...] = (), place: Place | None = None) -> ServiceSpec:
+    pl = place or default_place(ctx)
     name = name or f"dask-worker-{index + 1}"
     worker_name = worker_name or name
     threads = threads or ctx.dask.threads
-    p = worker_ports(ctx.base, index)
+    first = pl.first_worker_port + PER_WORKER * index
+    p = {"nanny": first, "worker": first + 1, "worker-dashboard": first + 2}
     local_dir = ctx.state.run / name
-    argv = (f"{ctx.bin_dir}/dask", "worker", scheduler_address(ctx),
+    argv = (f"{pl.bin_dir}/dask", "worker", address(ctx, pl.scheduler_port),
             "--name", worker_name, "--nworkers", "1", "--nthreads", str(threads),
             "--memory-limit", str(ctx.dask.memory_limit), "--nanny",
             "--host", ctx.bind, "--nanny-port", str(p["nanny"]), "--worker-port", str(p["worker"]),
             "--dashboard-address", f"{ctx.bind}:{p['worker-dashboard']}",
             "--local-directory", str(local_dir), *tls_args(ctx), *extra)
     return ServiceSpec(
-        name=name, argv=argv, ports=tuple(p.items()), needs=(SCHEDULER,), needs_state="started",
+        name=name, argv=argv, ports=tuple(p.items()), needs=(pl.scheduler,), needs_state="started",
         # Healthy only once the scheduler lists it, not merely when the process runs.
-        health=HealthCheck("dask-worker", host=ctx.bind, port=port(ctx.base, "dashboard"),
+        health=HealthCheck("dask-worker", host=ctx.bind, port=pl.dashboard_port,
                            path="/json/identity.json", headers=(("worker-name", worker_name),)),
         cpus=threads, memory=ctx.dask.memory_limit, state_dirs=(str(local_dir),),
         env=(("OMP_NUM_THREADS", "1"), ("MALLOC_TRIM_THRESHOLD_", "65536"), *tls_env(ctx, client=True),

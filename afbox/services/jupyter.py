@@ -1,7 +1,9 @@
 """JupyterLab on the workdir, token-protected, with the Dask panel pointed at this facility."""
 from __future__ import annotations
 
-from ..auth.facility_auth import service_env
+import os
+
+from .. import envs
 from ..ports import port
 from . import issuer
 from ..spec import HealthCheck, ServiceSpec
@@ -29,6 +31,8 @@ def render(ctx: Context) -> ServiceSpec:
         ("JUPYTER_TOKEN_FILE", str(ctx.jupyter_token_file)),  # keeps the token out of argv
         ("JUPYTERLAB_SETTINGS_DIR", str(settings_dir(ctx))),
         ("JUPYTER_RUNTIME_DIR", str(ctx.state.run / "jupyter")),
+        # kernels of named environments (afbox env create) appear without symlinks, also ones made later
+        ("JUPYTER_PATH", os.pathsep.join((str(envs.facility_jupyter_dir(ctx.state.dir)), str(envs.jupyter_dir())))),
         ("AFBOX_FACILITY", ctx.facility.name),
         ("AFBOX_SCHEDULER", scheduler_address(ctx)),
         ("AFBOX_DASHBOARD", dashboard),
@@ -36,7 +40,7 @@ def render(ctx: Context) -> ServiceSpec:
         ("DASK_DISTRIBUTED__DASHBOARD__LINK", dashboard + "/status"),
         *tls_env(ctx, client=True),  # so kernels hold the facility's Dask credentials
         *ctx.data_env,               # and the data token, for root:// reads through the XCache
-        *(service_env(issuer.url(ctx), issuer.identity_dir(ctx), auth.trusted_issuers) if auth.enabled else ()),
+        *issuer.validator_env(ctx),
     )
     return ServiceSpec(
         name=NAME, argv=argv, env=env, cwd=workdir, ports=(("http", p),),

@@ -65,7 +65,7 @@ def test_up_prints_urls_and_everything_is_healthy(fac):
     st = fac["st"]
     assert st["state"] == "up"
     assert {s["name"] for s in st["services"]} == {"dask-scheduler", "dask-worker-1", "dask-worker-2", "jupyter",
-                                                   "xcache", "issuer"}
+                                                   "xcache", "issuer", "gateway"}
     assert all(s["health"] == "healthy" and s["pid"] for s in st["services"])
 
 

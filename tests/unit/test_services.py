@@ -26,8 +26,10 @@ def test_rendering_is_pure():
 
 def test_services_and_ports_follow_the_port_base():
     specs = {s.name: s for s in services.render(ctx(overrides={"facility": {"port_base": 20000}}))}
-    assert set(specs) == {"dask-scheduler", "dask-worker-1", "dask-worker-2", "jupyter", "xcache", "origin", "issuer"}
+    assert set(specs) == {"dask-scheduler", "dask-worker-1", "dask-worker-2", "jupyter", "xcache", "origin", "issuer",
+                          "gateway"}
     assert specs["issuer"].port_dict == {"https": 20001}
+    assert specs["gateway"].port_dict == {"http": 20003, "scheduler-proxy": 20004, "api": 20005}
     assert specs["origin"].port_dict == {"xroot": 20002}
     assert specs["dask-scheduler"].port_dict == {"scheduler": 20006, "dashboard": 20007}
     assert specs["jupyter"].port_dict == {"http": 20008}
@@ -98,8 +100,8 @@ def test_sizing_from_the_host():
 def test_supervisor_conf_groups_and_quotes(tmp_path):
     specs = services.render(ctx())
     conf = render_conf(specs, sock=tmp_path / "s.sock", logs=tmp_path / "logs", run=tmp_path, identifier="afbox-ci")
-    assert conf.count("[program:") == 7
-    assert conf.count("stopasgroup=true") == 7 and conf.count("killasgroup=true") == 7
+    assert conf.count("[program:") == 8
+    assert conf.count("stopasgroup=true") == 8 and conf.count("killasgroup=true") == 8
     assert "chmod=0700" in conf
     assert "autorestart=true" in conf
     unavailable = render_conf(services.render(ctx(xrootd=None)), sock=tmp_path / "s", logs=tmp_path, run=tmp_path,
