@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import time
 import uuid
@@ -52,6 +53,7 @@ def fac():
                 times={"env_build": build_s, "env_reuse": reuse_s, "facility_up": up_s, "cluster_up": cluster_s})
     yield info
     afbox("down", "--name", NAME, env=env, check=False)
+    shutil.rmtree(base, ignore_errors=True)
     print("\ntimings (s):", json.dumps({k: round(v, 1) for k, v in info["times"].items()}))
 
 
