@@ -5,20 +5,25 @@ data credentials, supervised and stopped by `afbox down` like every other servic
 Named cluster i takes the ports port_base + NAMED_FIRST + NAMED_PER * i onwards: scheduler,
 dashboard, then PER_WORKER ports for each worker. The facility's state record keeps each cluster
 under "clusters" and its services under "services", so `status` shows them and `scale` keeps them.
+An image environment's scheduler and workers run through the runtime wrapper (apptainer exec). On
+the slurm backend the scheduler runs on the head node and the workers are one srun step across the
+allocation, so the environment must sit on a path every node sees (checked before they start).
 """
 from __future__ import annotations
 
 import json
 import shutil
 import time
+from pathlib import Path
 from typing import Iterator
 
 from . import backends, envs, events as ev, lifecycle, services
 from .errors import AfboxError
-from .facility import Facility
+from .facility import Facility, RuntimeSection
 from .naming import resolve_name
 from .ports import NAMED_FIRST, NAMED_PER, PER_WORKER
 from .run import run
+from .runtimes import binds, wrap_specs
 from .services import dask
 from .services.context import Context
 from .spec import ServiceSpec
@@ -57,15 +62,39 @@ def place(ctx: Context, cluster: str, index: int, bin_dir: str) -> dask.Place:
     return dask.Place(scheduler_service(cluster), bin_dir, first, first + 1, first + 2)
 
 
-def render(ctx: Context, cluster: str, entry: dict) -> list[ServiceSpec]:
-    """The services of one named cluster, from its record entry (index, workers, threads, bin_dir)."""
+def steps_service(cluster: str) -> str:
+    """On SLURM: the one srun step holding all of a named cluster's workers."""
+    return f"cluster-{cluster}-workers"
+
+
+def runtime(entry: dict) -> RuntimeSection:
+    """An image environment runs in its image; any other from its own bin dir, as it is."""
+    return RuntimeSection(kind="apptainer", image=entry["image"]) if entry.get("image") else RuntimeSection()
+
+
+def render(ctx: Context, cluster: str, entry: dict, backend: str = "local") -> list[ServiceSpec]:
+    """The services of one named cluster, from its record entry (index, workers, threads, bin_dir,
+    image): scheduler and per-worker services, or on SLURM scheduler and one srun step."""
     pl = place(ctx, cluster, entry["index"], entry["bin_dir"])
-    return [dask.scheduler(ctx, pl), *(dask.worker(ctx, k, name=worker_service(cluster, k), threads=entry["threads"],
-                                                   place=pl) for k in range(entry["workers"]))]
+    rt = runtime(entry)
+    sched = dask.scheduler(ctx, pl)
+    if backend == "slurm":
+        from .backends import slurm as slurm_backend
+        sched = wrap_specs(rt, [sched], binds=binds(ctx), bin_dir=entry["bin_dir"])[0]
+        step = slurm_backend.named_workers_spec(
+            ctx, slurm_backend.recorded_allocation(ctx.state), sched, service=steps_service(cluster),
+            prefix=f"cluster-{cluster}-", bin_dir=entry["bin_dir"], workers=entry["workers"],
+            threads=entry["threads"], runtime=rt)
+        return [sched, step]
+    specs = [sched, *(dask.worker(ctx, k, name=worker_service(cluster, k), threads=entry["threads"], place=pl)
+                      for k in range(entry["workers"]))]
+    return wrap_specs(rt, specs, binds=binds(ctx), bin_dir=entry["bin_dir"])
 
 
 def recorded_specs(ctx: Context, rec: dict) -> list[ServiceSpec]:
-    return [s for name, entry in sorted((rec.get("clusters") or {}).items()) for s in render(ctx, name, entry)]
+    backend = rec.get("backend", "local")
+    return [s for name, entry in sorted((rec.get("clusters") or {}).items())
+            for s in render(ctx, name, entry, backend)]
 
 
 def mismatches(report: dict) -> list[str]:
@@ -110,17 +139,36 @@ def _context(rec: dict) -> Context:
 def stack_versions(env: envs.Env) -> dict:
     """python, dask and distributed of the environment, asked of its own python; refuses without them."""
     try:
-        return json.loads(run([str(env.python), "-c", STACK], timeout=120).stdout)
+        return json.loads(run([*env.python_argv(), "-c", STACK], timeout=120).stdout.strip().splitlines()[-1])
     except AfboxError as e:
         raise AfboxError(f"environment {env.name!r} has no working dask and distributed", details=e.details,
                          hint=f"recreate it (afbox env rm {env.name}; afbox env create {env.name} ...)") from None
+
+
+def on_every_node(ctx: Context, env: envs.Env) -> None:
+    """The environment's python, run once on each node of the allocation: a node that cannot see the
+    environment (not on a shared filesystem) is named with SLURM's own words, before anything starts."""
+    from .backends.slurm import recorded_allocation
+    alloc = recorded_allocation(ctx.state)
+    n = len(alloc.nodes)
+    argv = ["srun", f"--jobid={alloc.job_id}", "--overlap", f"--nodes={n}", f"--ntasks={n}", "--ntasks-per-node=1",
+            "--kill-on-bad-exit=1", f"--job-name=afbox-{ctx.facility.name}-check", *env.python_argv(binds(ctx)),
+            "-c", "import distributed"]
+    try:
+        run(argv, timeout=120)
+    except AfboxError as e:
+        raise AfboxError(f"environment {env.name!r} is not usable on every node of SLURM job {alloc.job_id}",
+                         details=e.details, hint=f"on SLURM an environment must sit on a path every node sees: "
+                                                 f"put the data dir on a shared filesystem (XDG_DATA_HOME; now "
+                                                 f"{envs.envs_root()}) and create the environment again") from None
 
 
 def verify(ctx: Context, env: envs.Env, address: str, workers: int) -> dict:
     """Client (the environment's python), scheduler and workers must run the same stack."""
     tls = dict(dask.tls_env(ctx, client=True))
     try:
-        out = run([str(env.python), "-c", VERSIONS, address, str(workers)], timeout=150, env=tls).stdout
+        out = run([*env.python_argv(binds(ctx)), "-c", VERSIONS, address, str(workers)], timeout=150,
+                  env=tls).stdout.strip().splitlines()[-1]
     except AfboxError as e:
         raise AfboxError(f"a client from environment {env.name!r} could not use the new cluster",
                          details=e.details) from None
@@ -132,9 +180,10 @@ def verify(ctx: Context, env: envs.Env, address: str, workers: int) -> dict:
     return report
 
 
-def sync_kernels(state: FacilityState, rec: dict) -> None:
+def sync_kernels(state: FacilityState, rec: dict, ctx: Context | None = None) -> None:
     """The facility's own kernelspecs: one per environment with a running cluster, holding its address;
-    they come first on the facility's JUPYTER_PATH, so they shadow the plain ones."""
+    they come first on the facility's JUPYTER_PATH, so they shadow the plain ones. An image's kernel
+    also sees the facility's dirs (ctx)."""
     root = envs.facility_kernels(state.dir)
     wanted = {}
     for name, entry in sorted((rec.get("clusters") or {}).items()):
@@ -147,7 +196,7 @@ def sync_kernels(state: FacilityState, rec: dict) -> None:
             env = envs.get(entry["env"])
         except AfboxError:
             continue
-        envs.write_kernelspec(env, root, kernel_env({**entry, "name": name}))
+        envs.write_kernelspec(env, root, kernel_env({**entry, "name": name}), binds(ctx) if ctx else ())
 
 
 def up(facility: str | None, cluster: str, env_name: str, workers: int, threads: int | None = None
@@ -156,8 +205,8 @@ def up(facility: str | None, cluster: str, env_name: str, workers: int, threads:
     if not 1 <= workers <= MAX_WORKERS:
         raise AfboxError(f"a named cluster has 1 to {MAX_WORKERS} workers, not {workers}")
     state, rec, be = _running(facility)
-    if be.name != "local":
-        raise AfboxError(f"named clusters run on the local backend for now, not on {be.name}",
+    if be.name not in ("local", "slurm"):
+        raise AfboxError(f"named clusters run on the local and slurm backends, not on {be.name}",
                          hint="start the facility with --backend local, or use its default cluster")
     env = envs.get(env_name)
     clusters = rec.get("clusters") or {}
@@ -177,11 +226,18 @@ def up(facility: str | None, cluster: str, env_name: str, workers: int, threads:
     t0 = time.monotonic()
     ctx = _context(rec)
     entry = {"env": env.name, "digest": env.digest, "index": free[0], "workers": workers,
-             "threads": threads or rec["dask"]["threads"], "bin_dir": str(env.bin_dir), "started": time.time()}
-    new = render(ctx, cluster, entry)
+             "threads": threads or rec["dask"]["threads"], "bin_dir": str(env.bin_dir), "started": time.time(),
+             **({"image": str(env.image)} if env.image else {})}
+    new = render(ctx, cluster, entry, be.name)
     running = services.render(ctx) + recorded_specs(ctx, rec)
     lifecycle.preflight(ctx, new)
     lifecycle.prepare_dirs(new)
+    if env.image:
+        for d in binds(ctx):  # apptainer refuses bind sources that do not exist
+            Path(d).mkdir(parents=True, exist_ok=True)
+    if be.name == "slurm":
+        yield ev.Event(ev.INFO, "", "checking that every node of the allocation sees the environment ...")
+        on_every_node(ctx, env)
     try:
         yield from be.update(running + new, timeout=ctx.facility.facility.start_timeout)
         entry.update(address=new[0].url_dict["scheduler"], dashboard=new[0].url_dict["dashboard"])
@@ -196,7 +252,7 @@ def up(facility: str | None, cluster: str, env_name: str, workers: int, threads:
     rec.setdefault("clusters", {})[cluster] = entry
     rec["services"].update(lifecycle.record(ctx, new, be.name)["services"])
     state.write(rec)
-    sync_kernels(state, rec)
+    sync_kernels(state, rec, ctx)
     yield ev.Event(ev.INFO, "", f"cluster {cluster!r} is up ({entry['start_seconds']:.1f}s): {entry['address']}, "
                                 f"{workers} worker(s), dashboard {entry['dashboard']}")
 
@@ -211,11 +267,11 @@ def down(facility: str | None, cluster: str) -> Iterator[ev.Event]:
     ctx = _context(rec)
     keep = services.render(ctx) + recorded_specs(ctx, {"clusters": clusters})
     yield from be.update(keep, timeout=ctx.facility.facility.start_timeout)
-    for s in render(ctx, cluster, entry):
+    for s in render(ctx, cluster, entry, be.name):
         rec["services"].pop(s.name, None)
     rec["clusters"] = clusters
     state.write(rec)
-    sync_kernels(state, rec)
+    sync_kernels(state, rec, ctx)
     yield ev.Event(ev.INFO, "", f"cluster {cluster!r} stopped; environment {entry['env']!r} stays")
 
 
@@ -232,7 +288,10 @@ def listing(facility: str | None) -> list[dict]:
              "env": f"(afbox's own: distributed {distributed.__version__})"}]
     for name, c in sorted((rec.get("clusters") or {}).items()):
         names = [worker_service(name, k) for k in range(c["workers"])]
-        rows.append({"name": name, "address": c["address"], "workers": sum(states.get(n) == "running" for n in names),
+        running = sum(states.get(n) == "running" for n in names)
+        if be.name == "slurm":  # one srun step for all of them
+            running = c["workers"] if states.get(steps_service(name)) == "running" else 0
+        rows.append({"name": name, "address": c["address"], "workers": running,
                      "wanted": c["workers"], "env": f"{c['env']} (distributed {c['versions']['distributed']})",
                      "dashboard": c["dashboard"]})
     return rows

@@ -7,6 +7,8 @@ request reuses the same environment. Names point at digests (`names/<name>.json`
 happens in a temporary dir that is renamed into place only once it works (a relocatable venv), so
 a failed build leaves nothing behind; conda/pixi prefixes cannot move, so they are built in place
 and marked complete only at the end (a dir without its marker is never used and is rebuilt).
+A container image is an environment too: pulled once into its dir as a .sif (content-addressed by
+the reference), or a .sif / sandbox dir used where it is; its python runs through `apptainer exec`.
 """
 from __future__ import annotations
 
@@ -27,7 +29,8 @@ from packaging.utils import canonicalize_name
 from . import events as ev
 from .errors import AfboxError, CommandError, ConfigError
 from .run import require, run, which
-from .state import data_root, write_private
+from .runtimes import apptainer
+from .state import data_root, state_root, write_private
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,30}$")
 MARKER = "afbox-env.json"
@@ -63,14 +66,27 @@ def kernel_name(env_name: str) -> str:
     return f"afbox-{env_name}"
 
 
+def pylib() -> Path:
+    return envs_root() / "pylib"
+
+
+def client_binds() -> tuple[str, ...]:
+    """What an image's kernel or client needs of the host beyond apptainer's defaults ($HOME, the
+    working dir): afbox.client (the link and its target) and the facilities' state (Jupyter's
+    connection files, the Dask and data credentials)."""
+    return (str(pylib()), str(Path(__file__).resolve().parent), str(state_root()))
+
+
 # -- pure: what to build -------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Source:
-    """What the user asked for: requirement lines, or a pixi/conda lock file (kind + bytes digest)."""
-    kind: str                        # "requirements", "pixi", "conda"
+    """What the user asked for: requirement lines, a pixi/conda lock file (kind + bytes digest), or
+    a container image (its reference, or the absolute path of a .sif / sandbox dir)."""
+    kind: str                        # "requirements", "pixi", "conda", "image"
     requirements: tuple[str, ...] = ()
     lock: str = ""                   # path of the lock / environment file
     lock_digest: str = ""
+    image: str = ""
 
 
 def parse_requirements(lines: list[str], where: str = "requirements") -> list[Requirement]:
@@ -113,6 +129,8 @@ def additions(reqs: list[Requirement]) -> list[str]:
 def digest(source: Source, python: str, added: list[str]) -> str:
     key = {"recipe": RECIPE, "python": python, "kind": source.kind, "requirements": sorted(source.requirements),
            "lock": source.lock_digest, "added": sorted(added)}
+    if source.image:  # only then, so environments built before images existed keep their digests
+        key["image"] = source.image
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -154,11 +172,14 @@ def lock_prefix(kind: str) -> str:
     return {"requirements": ".", "pixi": ".pixi/envs/default", "conda": "prefix"}[kind]
 
 
-def kernelspec(env: "Env", extra_env: dict[str, str] | None = None) -> dict:
+def kernelspec(env: "Env", extra_env: dict[str, str] | None = None, binds: tuple[str, ...] = ()) -> dict:
     """A Jupyter kernelspec running the environment's own python. With no cluster of its own the
-    kernel must not reach for the facility's default cluster, whose versions may differ."""
+    kernel must not reach for the facility's default cluster, whose versions may differ. An image's
+    kernel runs in the container, seeing binds (Jupyter's connection file, credentials, afbox.client)."""
     env_vars = {"AFBOX_ENV": env.name, "AFBOX_SCHEDULER": "", "DASK_SCHEDULER_ADDRESS": ""} | (extra_env or {})
-    return {"argv": [str(env.python), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+    if env.image:
+        env_vars["PYTHONPATH"] = str(pylib())  # `import afbox` in the image: its client part only
+    return {"argv": list(env.python_argv(binds)) + ["-m", "ipykernel_launcher", "-f", "{connection_file}"],
             "display_name": f"Python ({env.name})", "language": "python", "env": env_vars,
             "metadata": {"afbox": {"env": env.name, "digest": env.digest}}}
 
@@ -186,6 +207,17 @@ class Env:
 
     def version(self, package: str) -> str | None:
         return self.meta.get("packages", {}).get(package)
+
+    @property
+    def image(self) -> Path | None:
+        """The container image an image environment runs in (in its dir, or where the user keeps it)."""
+        return self.dir / self.meta["image"] if self.meta.get("image") else None
+
+    def python_argv(self, binds: tuple[str, ...] = ()) -> tuple[str, ...]:
+        """How to run the environment's python: directly, or inside its image."""
+        if self.image:
+            return apptainer.exec_argv(str(self.image), ("python",), binds=binds, gpus=False)
+        return (str(self.python),)
 
 
 def _name_file(name: str) -> Path:
@@ -281,27 +313,20 @@ def create(name: str, requirements: str | None = None, packages: tuple[str, ...]
     """Build (or reuse) the environment and give it the name; yields progress as Events."""
     check_name(name)
     if image:
-        require("apptainer")
-        raise AfboxError("environments from container images are not supported yet",
-                         hint="build from requirements or a lock for now: afbox env create NAME -r requirements.txt")
+        if requirements or packages or lock or python:
+            raise AfboxError("an image brings its own python and packages: give --image alone",
+                             hint="install what you need into the image, or build from requirements instead")
+        yield from _create_image(name, image)
+        return
     python = python or f"{sys.version_info.major}.{sys.version_info.minor}"
     if not re.match(r"^3\.\d+$", python):
         raise AfboxError(f"--python wants a version like 3.11, got {python!r}")
     source, reqs = _source(requirements, packages, lock)
     added = additions(reqs) if source.kind == "requirements" else []
     key = digest(source, python, added)
-    existing = _existing_name(name)
-    if existing and existing != key:
-        raise AfboxError(f"environment {name!r} exists with other contents",
-                         hint=f"remove it first (afbox env rm {name}) or choose another name")
     final = envs_root() / key
-    if (final / MARKER).exists():
-        meta = json.loads((final / MARKER).read_text())
-        _name(name, key)
-        link_afbox(get(name).prefix)
-        write_kernelspec(get(name))
-        built = time.strftime("%Y-%m-%d %H:%M", time.localtime(meta["built"]))
-        yield ev.Event(ev.INFO, "", f"reusing environment {key} (built {built}, same contents)")
+    if _reused(name, key):
+        yield ev.Event(ev.INFO, "", f"reusing environment {key} (built {_built(final)}, same contents)")
         return
     if added:
         yield ev.Event(ev.INFO, "", "afbox adds what the cluster and kernel need: " + ", ".join(added))
@@ -348,6 +373,91 @@ def create(name: str, requirements: str | None = None, packages: tuple[str, ...]
                                 f"python {env.meta['python']}, {keys}")
 
 
+def _reused(name: str, key: str) -> bool:
+    """Names an environment of these contents that is already built; refuses a name taken by others."""
+    existing = _existing_name(name)
+    if existing and existing != key:
+        raise AfboxError(f"environment {name!r} exists with other contents",
+                         hint=f"remove it first (afbox env rm {name}) or choose another name")
+    if not (envs_root() / key / MARKER).exists():
+        return False
+    _name(name, key)
+    env = get(name)
+    link_afbox(None if env.image else env.prefix)
+    write_kernelspec(env)
+    return True
+
+
+def _built(d: Path) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(json.loads((d / MARKER).read_text())["built"]))
+
+
+def _create_image(name: str, image: str) -> Iterator[ev.Event]:
+    """An environment from a container image: pulled once (or used in place), then asked inside
+    for its python and packages; afbox cannot add to an image, so it says what the image lacks."""
+    require("apptainer")
+    pulled = apptainer.is_reference(image)
+    source = Source("image", image=image if pulled else str(apptainer.local_image(image)))
+    key = digest(source, "", [])
+    final = envs_root() / key
+    if _reused(name, key):
+        yield ev.Event(ev.INFO, "", f"reusing environment {key} (image {source.image}, "
+                                    f"taken {_built(final)}; to take it anew: afbox env rm {name}, then create)")
+        return
+    t0 = time.monotonic()
+    envs_root().mkdir(parents=True, exist_ok=True)
+    build = envs_root() / f".build-{key}-{os.getpid()}"
+    shutil.rmtree(build, ignore_errors=True)
+    try:
+        build.mkdir()
+        if pulled:
+            yield ev.Event(ev.INFO, "", f"pulling {image} (once: kept as a .sif in the environment) ...")
+            try:
+                sif = apptainer.pull(image, build)
+            except CommandError as e:
+                raise AfboxError(f"environment {name!r}: apptainer could not pull {image}", details=e.details,
+                                 hint="check the reference, and that this host reaches its registry") from None
+        else:
+            sif = Path(source.image)
+        yield ev.Event(ev.INFO, "", "reading python and packages inside the image ...")
+        probe = _probe_image(name, sif)
+        lacks = [n for n in NEEDED if n not in probe["packages"]]
+        if lacks:
+            yield ev.Event(ev.INFO, "", f"the image lacks {', '.join(lacks)} (afbox does not change images): "
+                                        + ("no Jupyter kernel" if "ipykernel" in lacks else "no root:// reads"))
+        link_afbox(None)
+        meta = {"digest": key, "python": probe["python"], "source": source.__dict__, "added": [], "prefix": ".",
+                "image": sif.name if pulled else str(sif), "packages": probe["packages"], "built": time.time(),
+                "build_seconds": round(time.monotonic() - t0, 1),
+                "size": tree_size(build) if pulled else tree_size(sif) if sif.is_dir() else sif.stat().st_size}
+        (build / MARKER).write_text(json.dumps(meta, indent=2, sort_keys=True))
+        try:
+            build.rename(final)
+        except OSError:  # the same image was taken elsewhere meanwhile: use that one
+            shutil.rmtree(build, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(build, ignore_errors=True)
+        raise
+    _name(name, key)
+    env = get(name)
+    write_kernelspec(env)
+    keys = ", ".join(f"{p} {env.version(p)}" for p in KEY_PACKAGES if env.version(p))
+    yield ev.Event(ev.INFO, "", f"environment {name!r} from {image} in {env.meta['build_seconds']:.1f}s: "
+                                f"python {env.meta['python']}, {keys}")
+
+
+def _probe_image(name: str, sif: Path) -> dict:
+    argv = apptainer.exec_argv(str(sif), ("python", "-c", PROBE), binds=(), gpus=False)
+    try:
+        return json.loads(run(list(argv), timeout=300).stdout.strip().splitlines()[-1])
+    except CommandError as e:
+        raise AfboxError(f"environment {name!r}: the image has no python with dask and distributed",
+                         details=e.details, hint="a named cluster needs `python` on the image's PATH with "
+                                                 "dask and distributed installed") from None
+    except (ValueError, IndexError):
+        raise AfboxError(f"environment {name!r}: the image's python printed no package list") from None
+
+
 def _run_step(name: str, step: Step, added: list[str] = ()) -> str:
     try:
         return run(list(step.argv), timeout=step.timeout, env=_uv_env(), input=step.input).stdout
@@ -375,11 +485,12 @@ def _complete_lock_env(name: str, prefix: Path) -> Iterator[ev.Event]:
                                                               *missing), 1800, resolves=True), missing)
 
 
-def link_afbox(prefix: Path) -> None:
+def link_afbox(prefix: Path | None) -> None:
     """`import afbox` in the environment: its top level (afbox.client) needs only the standard library
     and distributed, so a notebook in the environment's kernel finds its cluster by name without
-    afbox's own dependencies (or their versions) entering the user's stack."""
-    lib = envs_root() / "pylib"
+    afbox's own dependencies (or their versions) entering the user's stack. An image's python finds
+    it through PYTHONPATH (its kernelspec) instead of a .pth file (prefix None)."""
+    lib = pylib()
     lib.mkdir(parents=True, exist_ok=True)
     link, target = lib / "afbox", Path(__file__).resolve().parent
     if not link.is_symlink() or link.resolve() != target:
@@ -387,7 +498,7 @@ def link_afbox(prefix: Path) -> None:
         tmp.unlink(missing_ok=True)
         tmp.symlink_to(target)
         tmp.replace(link)
-    for site in prefix.glob("lib/python3*/site-packages"):
+    for site in prefix.glob("lib/python3*/site-packages") if prefix else ():
         (site / "afbox-client.pth").write_text(f"{lib}\n")
 
 
@@ -408,11 +519,16 @@ def _name(name: str, key: str) -> None:
     tmp.replace(path)
 
 
-def write_kernelspec(env: Env, kernels: Path | None = None, extra_env: dict[str, str] | None = None) -> Path:
+def write_kernelspec(env: Env, kernels: Path | None = None, extra_env: dict[str, str] | None = None,
+                     binds: tuple[str, ...] = ()) -> Path | None:
+    """binds: what an image's kernel sees of the host besides client_binds() (a facility's dirs)."""
     d = (kernels or jupyter_dir() / "kernels") / kernel_name(env.name)
+    if env.image and "ipykernel" not in env.meta.get("packages", {}):
+        return None  # said at create time: the image cannot run a kernel
     d.mkdir(parents=True, exist_ok=True)
+    spec = kernelspec(env, extra_env, tuple(dict.fromkeys((*client_binds(), *binds))) if env.image else ())
     # it may carry a scheduler address; no secrets, but no reason for others to read it either
-    write_private(d / "kernel.json", json.dumps(kernelspec(env, extra_env), indent=1))
+    write_private(d / "kernel.json", json.dumps(spec, indent=1))
     return d
 
 
@@ -428,12 +544,24 @@ def users(env: Env) -> list[str]:
             if c.get("digest") == env.digest:
                 out.append(f"cluster {cname!r} of facility {fac!r} (stop it: afbox cluster down {cname} --name {fac})")
     prefixes = tuple({str(env.dir) + os.sep, str(env.dir.resolve()) + os.sep})
+    image = str(env.image) if env.image else None
     for p in psutil.process_iter(["pid", "cmdline"]):
         cmd = p.info["cmdline"] or []
-        if any(a.startswith(prefixes) for a in cmd[:2]):
-            what = "Jupyter kernel" if "ipykernel_launcher" in cmd else "process"
-            out.append(f"{what} pid {p.info['pid']}")
+        kernel = "ipykernel_launcher" in cmd
+        if any(a.startswith(prefixes) for a in cmd[:2]) or (image and image in cmd) or (
+                image and kernel and _kernel_of(p, env.name)):
+            out.append(f"{'Jupyter kernel' if kernel else 'process'} pid {p.info['pid']}")
     return out
+
+
+def _kernel_of(proc, name: str) -> bool:
+    """A kernel started from this environment's kernelspec (inside a container its argv names no path
+    of the environment; its environment variables still say)."""
+    import psutil
+    try:
+        return proc.environ().get("AFBOX_ENV") == name
+    except psutil.Error:  # gone meanwhile, or not ours to read
+        return False
 
 
 def remove(name: str) -> Iterator[ev.Event]:

@@ -1,7 +1,9 @@
 """The slurm backend: head services under the local backend's supervisord on the node where
 `afbox up` runs; all Dask workers one supervised `srun` step across the allocation's nodes; a
 walltime watcher that retires them before the job ends. What afbox submitted, the allocation and
-the walltime warning live in <state>/slurm.json (afbox down cancels those jobs, and only those)."""
+the walltime warning live in <state>/slurm.json (afbox down cancels those jobs, and only those).
+Named clusters (afbox cluster up) are added and removed by `update`: their scheduler beside the head
+services, their workers one srun step of their own, from their environment's bin dir or image."""
 from __future__ import annotations
 
 import fcntl
@@ -10,6 +12,7 @@ import os
 import socket
 import sys
 import time
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Iterator
 
@@ -17,7 +20,7 @@ import psutil
 
 from .. import events as ev, slurm
 from ..errors import AfboxError, ServiceFailed
-from ..facility import Facility, parse_duration
+from ..facility import Facility, RuntimeSection, parse_duration
 from ..health import check
 from ..host import Host
 from ..runtimes import binds, wrap, wrap_specs
@@ -83,12 +86,13 @@ def tasks_per_node(cpu_workers: int, gpus: int) -> int:
     return cpu_workers + gpus
 
 
-def worker_command(ctx: Context) -> tuple[str, ...]:
+def worker_command(ctx: Context, bin_dir: str | None = None, scheduler: str | None = None,
+                   threads: int | None = None, extra: tuple[str, ...] | None = None) -> tuple[str, ...]:
     """`dask worker` for any node: scheduler, size and TLS; host, ports, name and scratch are the
-    launcher's per task (afbox.slurm_worker)."""
-    return (f"{ctx.bin_dir}/dask", "worker", dask.scheduler_address(ctx), "--nworkers", "1",
-            "--nthreads", str(ctx.dask.threads), "--memory-limit", str(ctx.dask.memory_limit), "--nanny",
-            *dask.tls_args(ctx), *ctx.facility.dask.extra_args)
+    launcher's per task (afbox.slurm_worker). The facility's own cluster unless told otherwise."""
+    return (f"{bin_dir or ctx.bin_dir}/dask", "worker", scheduler or dask.scheduler_address(ctx), "--nworkers", "1",
+            "--nthreads", str(threads or ctx.dask.threads), "--memory-limit", str(ctx.dask.memory_limit),
+            "--nanny", *dask.tls_args(ctx), *(ctx.facility.dask.extra_args if extra is None else extra))
 
 
 def worker_env(ctx: Context) -> tuple[tuple[str, str], ...]:
@@ -96,13 +100,17 @@ def worker_env(ctx: Context) -> tuple[tuple[str, str], ...]:
             *ctx.data_env)
 
 
-def launcher(ctx: Context, gpus: int) -> tuple[str, ...]:
+def launcher(ctx: Context, gpus: int, *, bin_dir: str | None = None, scheduler: str | None = None,
+             threads: int | None = None, runtime: RuntimeSection | None = None, prefix: str = "",
+             extra: tuple[str, ...] | None = None) -> tuple[str, ...]:
     """The per-task launcher and the (runtime-wrapped) worker command it completes."""
     fac = ctx.facility
-    inner = wrap(fac.runtime, worker_command(ctx), binds=binds(ctx), gpus=gpus > 0, bin_dir=ctx.bin_dir)
-    return (sys.executable, "-m", "afbox.slurm_worker", "--scheduler", dask.scheduler_address(ctx),
-            "--gpus", str(gpus), *(("--interface", fac.slurm.interface) if fac.slurm.interface else ()),
-            "--", *inner)
+    bin_dir, scheduler = bin_dir or ctx.bin_dir, scheduler or dask.scheduler_address(ctx)
+    inner = wrap(runtime or fac.runtime, worker_command(ctx, bin_dir, scheduler, threads, extra), binds=binds(ctx),
+                 gpus=gpus > 0, bin_dir=bin_dir)
+    return (sys.executable, "-m", "afbox.slurm_worker", "--scheduler", scheduler, "--gpus", str(gpus),
+            *(("--name-prefix", prefix) if prefix else ()),
+            *(("--interface", fac.slurm.interface) if fac.slurm.interface else ()), "--", *inner)
 
 
 def worker_names(job_id: str, nodes: tuple[str, ...], cpu_workers: int, gpus: int) -> list[str]:
@@ -124,6 +132,55 @@ def workers_spec(ctx: Context, alloc: slurm.Allocation) -> ServiceSpec:
                        path="/json/identity.json", headers=(("worker-name", last),))
     return ServiceSpec(name=WORKERS, argv=step, needs=(dask.SCHEDULER,), needs_state="started", health=dash,
                        env=worker_env(ctx), cpus=ctx.dask.workers * ctx.dask.threads, stop_signal="TERM")
+
+
+def cyclic_names(job_id: str, nodes: tuple[str, ...], workers: int, prefix: str) -> list[str]:
+    """The launcher's names for `workers` tasks dealt round the nodes (srun --distribution=cyclic)."""
+    return [f"{prefix}{job_id}-{nodes[t % len(nodes)]}-{t // len(nodes)}" for t in range(workers)]
+
+
+def named_workers_spec(ctx: Context, alloc: slurm.Allocation, sched: ServiceSpec, *, service: str, prefix: str,
+                       bin_dir: str, workers: int, threads: int, runtime: RuntimeSection) -> ServiceSpec:
+    """A named cluster's workers: one srun step of `workers` tasks dealt round the allocation's nodes,
+    each `dask worker` of the cluster's environment (its bin dir, or inside its image) joining sched."""
+    nodes = alloc.nodes[:workers]
+    address = sched.url_dict["scheduler"]
+    step = ("srun", f"--jobid={alloc.job_id}", "--overlap", "--overcommit", f"--nodes={len(nodes)}",
+            f"--nodelist={','.join(nodes)}", f"--ntasks={workers}", "--distribution=cyclic", "--kill-on-bad-exit=0",
+            f"--job-name=afbox-{ctx.facility.name}-{service}",
+            *launcher(ctx, 0, bin_dir=bin_dir, scheduler=address, threads=threads, runtime=runtime, prefix=prefix,
+                      extra=()))
+    last = cyclic_names(alloc.job_id, nodes, workers, prefix)[-1]
+    health = HealthCheck("dask-worker", host=sched.health.host, port=sched.port_dict["dashboard"],
+                         path="/json/identity.json", headers=(("worker-name", last),))
+    return ServiceSpec(name=service, argv=step, needs=(sched.name,), needs_state="started", health=health,
+                       env=worker_env(ctx), cpus=workers * threads, stop_signal="TERM")
+
+
+def recorded_allocation(state: FacilityState) -> slurm.Allocation:
+    a = read_job(state).get("allocation")
+    if not a:
+        raise AfboxError(f"facility {state.name!r} has no SLURM allocation on record",
+                         hint="is it running? afbox status")
+    return slurm.Allocation(**{**a, "nodes": tuple(a["nodes"])})
+
+
+def _tuples(v):
+    return tuple(_tuples(x) for x in v) if isinstance(v, list) else v
+
+
+def specs_to_json(specs: list[ServiceSpec]) -> str:
+    return json.dumps([asdict(s) for s in specs])
+
+
+def specs_from_json(text: str) -> list[ServiceSpec]:
+    out = []
+    for d in json.loads(text):
+        h = d.pop("health")
+        health = HealthCheck(**{k: _tuples(v) for k, v in h.items()}) if h else None
+        out.append(ServiceSpec(**{f.name: _tuples(d[f.name]) for f in fields(ServiceSpec) if f.name != "health"},
+                               health=health))
+    return out
 
 
 def watch_spec(ctx: Context, alloc: slurm.Allocation) -> ServiceSpec:
@@ -157,6 +214,9 @@ class SlurmBackend(LocalBackend):
         super().__init__(state)
         self.alloc: slurm.Allocation | None = None
         self.ctx: Context | None = None
+        # the head's specs as `up` placed them: `update` keeps them as they are (afbox cluster up/down
+        # run outside the allocation's environment, where the placement could not be made again)
+        self.head_file = state.run / "slurm-head-specs.json"
 
     # -- hooks lifecycle.up calls before rendering -------------------------------------------
     def adapt(self, fac: Facility) -> Facility:
@@ -201,6 +261,8 @@ class SlurmBackend(LocalBackend):
                    worker_step=list(launcher(ctx, a.gpus_per_node)), worker_env=dict(worker_env(ctx)))
         yield ev.Event(ev.INFO, "", f"slurm: job {a.job_id}, {len(a.nodes)} node(s) {','.join(a.nodes)}; "
                                     f"{cpu_workers + a.gpus_per_node} worker(s) per node")
+        self.state.ensure()
+        self.head_file.write_text(specs_to_json(specs))
         yield from super().up(specs, timeout)
         names = worker_names(a.job_id, a.nodes, cpu_workers, a.gpus_per_node)
         self._wait_workers(sched, names, timeout)
@@ -230,8 +292,21 @@ class SlurmBackend(LocalBackend):
             time.sleep(0.3)
 
     def update(self, specs: list[ServiceSpec], timeout: float) -> Iterator[ev.Event]:
-        raise AfboxError("on SLURM, workers come per node of the allocation",
-                         hint="add worker-only jobs with: afbox scale --jobs K")
+        """Add or remove named clusters: specs is the whole facility as the caller renders it (its
+        default cluster per worker, as on local); the head runs on exactly as `up` placed it, and
+        every other spec (a named cluster's scheduler and its srun step) is started or stopped."""
+        try:
+            head = specs_from_json(self.head_file.read_text())
+        except (OSError, ValueError) as e:
+            raise AfboxError(f"facility {self.state.name!r}: its placed services are not on record ({e})",
+                             hint="restart it: afbox down, then afbox up") from None
+        default = ("dask-worker-", "dask-gpu-")
+        if sum(s.name.startswith("dask-worker-") for s in specs) != read_job(self.state).get("cpu_workers"):
+            raise AfboxError("on SLURM, workers come per node of the allocation",
+                             hint="add worker-only jobs with: afbox scale --jobs K")
+        names = {s.name for s in head}
+        extra = [s for s in specs if s.name not in names and not s.name.startswith(default)]
+        yield from super().update(head + extra, timeout)
 
     def stop_services(self, wait: float = 20) -> Iterator[ev.Event]:
         """SLURM is ending the job: supervisord is told to shut down (it stops every service itself,
@@ -253,6 +328,7 @@ class SlurmBackend(LocalBackend):
             yield ev.Event(ev.STOPPED, "", f"cancelled SLURM job(s) {', '.join(live)}")
         job_file(self.state).unlink(missing_ok=True)
         (self.state.dir / "slurm.lock").unlink(missing_ok=True)
+        self.head_file.unlink(missing_ok=True)
 
     # -- the job, for status -----------------------------------------------------------------
     def status_extra(self, rec: dict | None) -> dict:

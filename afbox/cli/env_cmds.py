@@ -27,13 +27,14 @@ def env():
 @click.option("--lock", type=click.Path(dir_okay=False),
               help="A pixi.lock (pixi.toml beside it) or a conda environment .yml.")
 @click.option("--python", help="Python version, e.g. 3.11 (default: afbox's own).")
-@click.option("--image", help="A container image (docker://...); needs apptainer.")
+@click.option("--image", help="A container image (docker://..., a .sif file or a sandbox dir); needs apptainer.")
 def env_create(name, packages, requirements, lock, python, image):
     """Build environment NAME (or reuse an identical one); PACKAGES are extra requirement lines."""
     t0 = time.monotonic()
     _print_events(envs.create(name, requirements, packages, lock, python, image))
     e = envs.get(name)
-    click.echo(f"\n{name}: {e.prefix} ({time.monotonic() - t0:.1f}s); Jupyter kernel \"Python ({name})\"")
+    kernel = f"Jupyter kernel \"Python ({name})\"" if e.version("ipykernel") or not e.image else "no Jupyter kernel"
+    click.echo(f"\n{name}: {e.image or e.prefix} ({time.monotonic() - t0:.1f}s); {kernel}")
     click.echo(f"start a cluster from it: afbox cluster up --env {name} --workers 2")
 
 
@@ -42,6 +43,7 @@ def env_create(name, packages, requirements, lock, python, image):
 def env_list(as_json):
     """Environments: name, python, key packages, size, created."""
     rows = [{"name": e.name, "digest": e.digest, "python": e.meta["python"], "path": str(e.prefix),
+             "image": str(e.image) if e.image else None,
              "packages": {p: e.version(p) for p in envs.KEY_PACKAGES if e.version(p)}, "size": e.meta["size"],
              "created": e.created, "added": e.meta["added"]} for e in envs.all_envs()]
     if as_json:

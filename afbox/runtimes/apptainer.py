@@ -9,6 +9,7 @@ from ..errors import AfboxError
 from ..run import require, run
 
 PULL_TIMEOUT = 3600  # big analysis images take a while to convert
+REFERENCE = re.compile(r"^(docker|oras|library)://\S+$")
 
 
 def exec_argv(image: str, argv: tuple[str, ...], *, binds: tuple[str, ...], gpus: bool) -> tuple[str, ...]:
@@ -39,7 +40,7 @@ def sif_name(image: str) -> str:
 
 
 def pull(image: str, dest_dir: Path) -> Path:
-    if not re.match(r"^(docker|oras|library)://\S+$", image):
+    if not is_reference(image):
         raise AfboxError(f"not an image reference to pull: {image!r}",
                          hint="e.g. afbox images pull docker://ghcr.io/afbox/analysis:0.1.0")
     require("apptainer")
@@ -48,3 +49,18 @@ def pull(image: str, dest_dir: Path) -> Path:
     if not dest.exists():
         run(["apptainer", "pull", str(dest), image], timeout=PULL_TIMEOUT)
     return dest
+
+
+def is_reference(image: str) -> bool:
+    """An image to pull (docker://, oras://, library://) rather than one on disk."""
+    return bool(REFERENCE.match(image))
+
+
+def local_image(image: str) -> Path:
+    """A .sif file or a sandbox directory, used where it is (apptainer runs both as they are)."""
+    path = Path(image).expanduser().resolve()
+    if path.is_dir() or (path.is_file() and path.suffix == ".sif"):
+        return path
+    raise AfboxError(f"{image}: not a .sif file, a sandbox directory or an image reference",
+                     hint="e.g. --image docker://ghcr.io/afbox/analysis:0.1.0, --image analysis.sif, "
+                          "--image sandbox-dir/")

@@ -13,9 +13,11 @@ import time
 from pathlib import Path
 
 BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "srun", "salloc", "scontrol", "squeue", "scancel")
-CTLD_PORT = 23400
-NODE_PORTS = {"n1": 23401, "n2": 23402}
-SRUN_PORTS = "23410-23449"
+# AFBOX_TEST_SLURM_PORTS=26400 moves the whole block (controller, nodes, srun) to run beside another
+PORT_BASE = int(os.environ.get("AFBOX_TEST_SLURM_PORTS") or 23400)
+CTLD_PORT = PORT_BASE
+NODE_PORTS = {"n1": PORT_BASE + 1, "n2": PORT_BASE + 2}
+SRUN_PORTS = f"{PORT_BASE + 10}-{PORT_BASE + 49}"
 NODE_CPUS = 2
 NODE_MEMORY_MB = 2048
 

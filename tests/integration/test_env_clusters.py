@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import time
 import uuid
@@ -21,7 +22,9 @@ pytestmark = pytest.mark.integration
 if not xrootd_available():
     pytest.skip("xrootd not installed (apt-get install xrootd-server xrootd-server-plugins)", allow_module_level=True)
 
-NAME, ENV, PORT_BASE = "ci", "old", 23500
+NAME, ENV = "ci", "old"
+PORT_BASE = int(os.environ.get("AFBOX_TEST_ENVS_PORT_BASE") or 23500)  # to run beside another run
+NAMED = f"tls://127.0.0.1:{PORT_BASE + 600}"
 PINS = ["dask==2023.11.0", "distributed==2023.11.0", "numpy<2"]
 OLD = "2023.11.0"
 
@@ -50,6 +53,7 @@ def fac():
                 times={"env_build": build_s, "env_reuse": reuse_s, "facility_up": up_s, "cluster_up": cluster_s})
     yield info
     afbox("down", "--name", NAME, env=env, check=False)
+    shutil.rmtree(base, ignore_errors=True)
     print("\ntimings (s):", json.dumps({k: round(v, 1) for k, v in info["times"].items()}))
 
 
@@ -123,9 +127,9 @@ def test_status_list_and_scale_keep_the_named_cluster(fac):
     st = status(env, NAME)
     named = ["cluster-old-scheduler", "cluster-old-worker-1", "cluster-old-worker-2"]
     assert all(service(st, n)["health"] == "healthy" for n in named)
-    assert st["clusters"]["old"]["env"] == ENV and st["clusters"]["old"]["address"] == "tls://127.0.0.1:24100"
+    assert st["clusters"]["old"]["env"] == ENV and st["clusters"]["old"]["address"] == NAMED
     listed = afbox("cluster", "list", env=env).stdout
-    assert "old      tls://127.0.0.1:24100  2/2      old (distributed 2023.11.0)" in listed
+    assert f"old      {NAMED}  2/2      old (distributed 2023.11.0)" in listed
     pids = {n: service(st, n)["pid"] for n in named}
     afbox("scale", "--workers", "3", env=env)
     after = status(env, NAME)
@@ -191,7 +195,7 @@ def test_kernel_appears_in_jupyter_and_runs_the_pinned_stack(fac):
                             text=True, timeout=60)
     specs = json.loads(listed.stdout)["kernelspecs"]
     assert specs["afbox-old"]["spec"]["display_name"] == "Python (old)"
-    assert specs["afbox-old"]["spec"]["env"]["DASK_SCHEDULER_ADDRESS"] == "tls://127.0.0.1:24100"
+    assert specs["afbox-old"]["spec"]["env"]["DASK_SCHEDULER_ADDRESS"] == NAMED
 
     base_url = st["urls"]["jupyter"].removesuffix("/lab")
     rec = json.loads(Path(env["XDG_STATE_HOME"], "afbox", NAME, "facility.json").read_text())
@@ -210,7 +214,7 @@ with afbox.client("old") as c, distributed.Client() as bare:
 """))
         got = json.loads(out.strip().splitlines()[-1])
         assert got["dask"] == got["distributed"] == OLD and got["numpy"].startswith("1.")
-        assert got["named"] == got["bare"] == "tls://127.0.0.1:24100" and got["result"] == 6
+        assert got["named"] == got["bare"] == NAMED and got["result"] == 6
         refused = afbox("env", "rm", ENV, env=env, check=False)
         assert refused.returncode == 1 and "Jupyter kernel pid" in refused.stderr
     finally:
