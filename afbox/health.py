@@ -5,6 +5,7 @@ import json
 import socket
 import ssl
 import struct
+import time
 from pathlib import Path
 
 import httpx
@@ -52,6 +53,11 @@ def _tcp(h: HealthCheck, timeout: float) -> tuple[bool, str]:
 def _dask_worker(h: HealthCheck, timeout: float) -> tuple[bool, str]:
     name = dict(h.headers)["worker-name"]
     r = _client(None).get(h.url, timeout=timeout)
+    if r.status_code >= 500:
+        # for about a heartbeat after a computation the scheduler cannot serialize its identity
+        # (metrics keyed by tuples) and answers 500: ask once more before calling a worker missing
+        time.sleep(1.0)
+        r = _client(None).get(h.url, timeout=timeout)
     workers = json.loads(r.text).get("workers", {}) if r.is_success else {}
     names = {w.get("id") or w.get("name") for w in workers.values()}
     return (name in names, "" if name in names else "not yet registered with the scheduler")

@@ -296,7 +296,8 @@ def status(name: str) -> dict:
 
 def named_clusters(rec: dict) -> dict:
     """Named clusters (afbox cluster up): address, dashboard, workers and environment of each."""
-    return {n: {"address": c["address"], "dashboard": c["dashboard"], "workers": c["workers"], "env": c["env"]}
+    return {n: {"address": c["address"], "dashboard": c["dashboard"], "workers": c["workers"], "env": c["env"],
+                "image": c.get("image")}
             for n, c in (rec.get("clusters") or {}).items()}
 
 
