@@ -25,6 +25,8 @@ def _headers(h: HealthCheck) -> dict[str, str]:
     for k, v in h.headers:
         if k == "token-file":  # tokens are passed by reference, read only at check time
             out["Authorization"] = f"token {Path(v).read_text().strip()}"
+        elif k == "bearer-file":
+            out["Authorization"] = f"Bearer {Path(v).read_text().strip()}"
     return out
 
 
@@ -52,12 +54,12 @@ def _tcp(h: HealthCheck, timeout: float) -> tuple[bool, str]:
 
 def _dask_worker(h: HealthCheck, timeout: float) -> tuple[bool, str]:
     name = dict(h.headers)["worker-name"]
-    r = _client(None).get(h.url, timeout=timeout)
+    r = _client(None).get(h.url, headers=_headers(h), timeout=timeout)
     if r.status_code >= 500:
         # for about a heartbeat after a computation the scheduler cannot serialize its identity
         # (metrics keyed by tuples) and answers 500: ask once more before calling a worker missing
         time.sleep(1.0)
-        r = _client(None).get(h.url, timeout=timeout)
+        r = _client(None).get(h.url, headers=_headers(h), timeout=timeout)
     workers = json.loads(r.text).get("workers", {}) if r.is_success else {}
     names = {w.get("id") or w.get("name") for w in workers.values()}
     return (name in names, "" if name in names else "not yet registered with the scheduler")

@@ -328,8 +328,10 @@ def urls(rec: dict) -> dict:
 
 
 def jupyter_login_url(rec: dict) -> str | None:
-    """The Jupyter URL with its token, for the user's own terminal only (never logged or stored)."""
-    tf = rec.get("jupyter_token_file")
+    """The Jupyter URL with a token, for the user's own terminal only (never logged or stored): the
+    owner's facility token where there is one (the login also opens the Dask dashboards), else
+    Jupyter's own."""
+    tf = (rec.get("auth") or {}).get("token_file") or rec.get("jupyter_token_file")
     if not tf or "jupyter" not in rec["services"]:
         return None
     try:

@@ -69,13 +69,14 @@ def status_text(status: dict) -> list[str]:
     return lines
 
 
-def urls_text(urls: dict, jupyter_login: str | None) -> list[str]:
+def urls_text(urls: dict, jupyter_login: str | None, guarded: bool = False) -> list[str]:
     lines = []
     if jupyter_login:
         lines.append(f"  JupyterLab      {jupyter_login}")
     if "scheduler" in urls:
         lines.append(f"  Dask scheduler  {urls['scheduler']}")
-        lines.append(f"  Dask dashboard  {urls['dashboard']}")
+        lines.append(f"  Dask dashboard  {urls['dashboard']}"
+                     + ("   (after the JupyterLab link, or with ?token=)" if guarded else ""))
     if "xcache" in urls:
         lines.append(f"  XCache          {urls['xcache']}   (e.g. root://…//store/file.root)")
     if "gateway" in urls:

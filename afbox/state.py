@@ -55,6 +55,11 @@ class FacilityState:
         return self.dir / "secrets"
 
     @property
+    def token_file(self) -> Path:
+        """The facility owner's data token (storage.read, compute.create), kept fresh by the issuer."""
+        return self.secrets / "tokens" / "data.token"
+
+    @property
     def run(self) -> Path:
         return self.dir / "run"
 

@@ -265,8 +265,9 @@ class LiveSource:
         if st["state"] == "down":
             self._procs.clear()
             return Overview(st, host=self.host_load(None))
-        return Overview(st, self._proc_stats(st), self.host_load(st), self._dask_load(st),
-                        self._cache_stats(FacilityState(name).read()))
+        state = FacilityState(name)
+        return Overview(st, self._proc_stats(st), self.host_load(st), self._dask_load(st, state),
+                        self._cache_stats(state.read()))
 
     def _process_trees(self, st: dict) -> dict[str, list[int]]:
         """Each service's pid and its descendants'. Walking /proc for parents is the costly part of
@@ -333,16 +334,20 @@ class LiveSource:
             self._gpu_thread.start()
         return self._gpu_report
 
-    def _dask_load(self, st: dict) -> DaskLoad | None:
+    def _dask_load(self, st: dict, state: FacilityState) -> DaskLoad | None:
         dashboard = st.get("urls", {}).get("dashboard")
         if not dashboard:
             return None
         base = dashboard.removesuffix("/status")
+        try:  # the dashboard asks for the facility token (the owner's, renewed by the issuer)
+            headers = {"Authorization": f"Bearer {state.token_file.read_text().strip()}"}
+        except OSError:
+            headers = {}
         try:
-            ident = self._http.get(f"{base}/json/identity.json").json()
-            done, processing = self._task_metrics(base)
+            ident = self._http.get(f"{base}/json/identity.json", headers=headers).json()
+            done, processing = self._task_metrics(base, headers)
             if processing is None:  # no Prometheus metrics: the JSON count, one request more
-                processing = self._http.get(f"{base}/json/counts.json").json().get("processing", 0)
+                processing = self._http.get(f"{base}/json/counts.json", headers=headers).json().get("processing", 0)
         except (httpx.HTTPError, ValueError):
             self._done = None
             return None
@@ -356,11 +361,11 @@ class LiveSource:
                         sum(w.get("metrics", {}).get("memory", 0) for w in workers),
                         ident.get("total_memory", 0), processing, tuple(self._rate))
 
-    def _task_metrics(self, base: str) -> tuple[float | None, int | None]:
+    def _task_metrics(self, base: str, headers: dict) -> tuple[float | None, int | None]:
         """From the scheduler's Prometheus metrics: tasks that reached memory since it started
         (a counter), and tasks processing now (a gauge, what counts.json counts too); None for
         what is not there."""
-        r = self._http.get(f"{base}/metrics")
+        r = self._http.get(f"{base}/metrics", headers=headers)
         if not r.is_success:
             return None, None
         total, processing = 0.0, None

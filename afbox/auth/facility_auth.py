@@ -8,10 +8,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .identity import PUBLIC_KEYS
 from .validate import LocalJwks, RemoteJwks, Validator
 
-ENV_ISSUER, ENV_IDENTITY, ENV_TRUSTED, ENV_CA = (
-    "AFBOX_AUTH_ISSUER", "AFBOX_AUTH_IDENTITY_DIR", "AFBOX_AUTH_TRUSTED", "AFBOX_AUTH_CA_FILE")
+ENV_ISSUER, ENV_KEYS, ENV_TRUSTED, ENV_CA = (
+    "AFBOX_AUTH_ISSUER", "AFBOX_AUTH_KEYS", "AFBOX_AUTH_TRUSTED", "AFBOX_AUTH_CA_FILE")
 
 
 def issuer_url(bind: str, port: int) -> str:
@@ -21,7 +22,8 @@ def issuer_url(bind: str, port: int) -> str:
 def service_env(issuer: str, identity_dir: Path, trusted: list[str],
                 trusted_ca_files: list[str] = ()) -> tuple[tuple[str, str], ...]:
     cas = [str(identity_dir / "ca.pem"), *(str(Path(f).expanduser()) for f in trusted_ca_files)]
-    return ((ENV_ISSUER, issuer), (ENV_IDENTITY, str(identity_dir)), (ENV_TRUSTED, ",".join(trusted)),
+    # the public keys only: a service that checks tokens never reads the signing key
+    return ((ENV_ISSUER, issuer), (ENV_KEYS, str(identity_dir / PUBLIC_KEYS)), (ENV_TRUSTED, ",".join(trusted)),
             (ENV_CA, os.pathsep.join(cas)))
 
 
@@ -32,7 +34,7 @@ def ca_files(environ=os.environ) -> list[str]:
 def validator_from_env(environ=os.environ) -> Validator:
     """The facility's own issuer is read from its key files; trusted ones through their JWKS."""
     issuer = environ[ENV_ISSUER]
-    trusted: dict = {issuer: LocalJwks(Path(environ[ENV_IDENTITY]))}
+    trusted: dict = {issuer: LocalJwks(Path(environ[ENV_KEYS]))}
     for other in filter(None, environ.get(ENV_TRUSTED, "").split(",")):
         trusted[other] = RemoteJwks(other, ca_file=ca_files(environ))
     # a token for this facility names it (its issuer URL) as audience

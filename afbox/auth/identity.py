@@ -26,6 +26,9 @@ from jwt.algorithms import ECAlgorithm
 
 SIGNING_KEY = "signing-key.pem"
 RETIRED = "retired-keys.json"  # [{"jwk": public JWK, "until": unix time}]
+# What token-checking services read: the public keys with how long each is valid (until null: the
+# current key). They never need the signing key itself.
+PUBLIC_KEYS = "public-keys.json"
 CA_KEY, CA_CERT = "ca-key.pem", "ca.pem"
 SERVER_KEY, SERVER_CERT = "server-key.pem", "server.pem"
 CA_DAYS, SERVER_DAYS = 3650, 397
@@ -111,7 +114,21 @@ def ensure_identity(dir: Path, hosts=("localhost", "127.0.0.1")) -> Identity:
             key, cert = _new_server_cert(ca_key, ca, hosts)
             _write(dir / SERVER_KEY, _pem(key))
             _write(dir / SERVER_CERT, cert.public_bytes(serialization.Encoding.PEM))
+        _publish(load(dir))
     return load(dir)
+
+
+def public_keys(identity: Identity) -> list[dict]:
+    current = public_jwk(identity.signing_key.public_key())
+    return [{"jwk": current, "until": None},
+            *(r for r in identity.retired if r["jwk"]["kid"] != identity.kid)]
+
+
+def _publish(identity: Identity) -> None:
+    data = json.dumps(public_keys(identity), indent=1).encode()
+    path = identity.dir / PUBLIC_KEYS
+    if not path.exists() or path.read_bytes() != data:
+        _write(path, data)
 
 
 def ensure_cert(dir: Path, name: str, hosts=("localhost", "127.0.0.1")) -> tuple[Path, Path]:
@@ -139,6 +156,7 @@ def rotate_key(dir: Path, keep_for: float) -> Identity:
         retired = [*old.retired, {"jwk": public_jwk(old.signing_key.public_key()), "until": now + keep_for}]
         _write(dir / RETIRED, json.dumps([r for r in retired if r["until"] > now], indent=1).encode())
         _write(dir / SIGNING_KEY, _pem(_new_key()))
+        _publish(load(dir))
     return load(dir)
 
 

@@ -1,5 +1,6 @@
 """Jupyter accepts the facility's tokens: `Authorization: Bearer <JWT>` or `?token=<JWT>` in the
-login URL (which then sets the session cookie), beside Jupyter's own random token."""
+login URL (which then sets the session cookie, and the dashboards' cookie), beside Jupyter's own
+random token."""
 from __future__ import annotations
 
 import asyncio
@@ -7,6 +8,7 @@ import asyncio
 from jupyter_server.auth.identity import IdentityProvider, User
 
 from .facility_auth import ValidatorFromEnv
+from .http_guard import COOKIE
 from .tokens import JUPYTER
 from .validate import TokenRejected
 
@@ -26,4 +28,9 @@ class FacilityIdentityProvider(ValidatorFromEnv, IdentityProvider):
         except TokenRejected as e:
             self.log.warning("refused a facility token from %s: %s", handler.request.remote_ip, e.reason)
             return None
+        if handler.get_argument("token", "") == token:
+            # a login link: the browser also gets the token for the facility's Dask dashboards
+            # (cookies are per host, not per port)
+            handler.set_cookie(COOKIE, token, path="/", httponly=True, samesite="Strict",
+                               expires=claims.expires)
         return User(username=claims.subject, name=claims.subject, display_name=claims.subject)

@@ -24,7 +24,7 @@ from typing import Protocol
 import httpx
 import jwt
 
-from .identity import Identity, load, stamp
+from .identity import PUBLIC_KEYS, Identity
 
 log = logging.getLogger("afbox.auth")
 
@@ -72,18 +72,24 @@ def parse_jwks(jwks: dict) -> dict[str, jwt.PyJWK]:
 
 
 class LocalJwks:
-    """This facility's own keys, read from its identity dir again whenever a rotation replaces them."""
+    """This facility's own public keys (identity/public-keys.json, or the identity dir holding it),
+    read again whenever a rotation replaces them."""
 
     def __init__(self, identity: Identity | Path):
-        self.dir = identity.dir if isinstance(identity, Identity) else Path(identity)
+        path = identity.dir if isinstance(identity, Identity) else Path(identity)
+        self.file = path / PUBLIC_KEYS if path.is_dir() or not path.suffix else path
         self._loaded: tuple = (None, {}, {})  # (stamp, keys, until): replaced whole, so threads see one
 
     def key(self, kid: str) -> jwt.PyJWK:
-        current = stamp(self.dir)
+        try:
+            st = self.file.stat()
+            current = (st.st_ino, st.st_mtime_ns, st.st_size)
+        except FileNotFoundError:
+            raise TokenRejected("the facility's public keys are missing") from None
         if current != self._loaded[0]:
-            ident = load(self.dir)
-            until = {r["jwk"]["kid"]: r["until"] for r in ident.retired} | {ident.kid: math.inf}
-            self._loaded = (current, parse_jwks(ident.jwks(now=-math.inf)), until)
+            entries = json.loads(self.file.read_text())
+            until = {e["jwk"]["kid"]: math.inf if e["until"] is None else e["until"] for e in entries}
+            self._loaded = (current, parse_jwks({"keys": [e["jwk"] for e in entries]}), until)
         _, keys, until = self._loaded
         if kid not in keys or until.get(kid, 0) <= time.time():
             raise TokenRejected("unknown key id")

@@ -90,14 +90,16 @@ def worker_command(ctx: Context, bin_dir: str | None = None, scheduler: str | No
                    threads: int | None = None, extra: tuple[str, ...] | None = None) -> tuple[str, ...]:
     """`dask worker` for any node: scheduler, size and TLS; host, ports, name and scratch are the
     launcher's per task (afbox.slurm_worker). The facility's own cluster unless told otherwise."""
+    own = bin_dir in (None, ctx.bin_dir)  # the facility's own Python: its dashboards check tokens
     return (f"{bin_dir or ctx.bin_dir}/dask", "worker", scheduler or dask.scheduler_address(ctx), "--nworkers", "1",
             "--nthreads", str(threads or ctx.dask.threads), "--memory-limit", str(ctx.dask.memory_limit),
-            "--nanny", *dask.tls_args(ctx), *(ctx.facility.dask.extra_args if extra is None else extra))
+            "--nanny", *dask.tls_args(ctx), *(dask.guard(ctx, dask.default_place(ctx))[0] if own else ()),
+            *(ctx.facility.dask.extra_args if extra is None else extra))
 
 
 def worker_env(ctx: Context) -> tuple[tuple[str, str], ...]:
     return (("OMP_NUM_THREADS", "1"), ("MALLOC_TRIM_THRESHOLD_", "65536"), *dask.tls_env(ctx, client=True),
-            *ctx.data_env)
+            *ctx.data_env, *dask.guard(ctx, dask.default_place(ctx))[1])
 
 
 def launcher(ctx: Context, gpus: int, *, bin_dir: str | None = None, scheduler: str | None = None,
@@ -129,7 +131,7 @@ def workers_spec(ctx: Context, alloc: slurm.Allocation) -> ServiceSpec:
             f"--job-name=afbox-{ctx.facility.name}-workers", *launcher(ctx, alloc.gpus_per_node))
     last = worker_names(alloc.job_id, alloc.nodes, ctx.dask.workers, alloc.gpus_per_node)[-1]
     dash = HealthCheck("dask-worker", host=ctx.bind, port=dask.port(ctx.base, "dashboard"),
-                       path="/json/identity.json", headers=(("worker-name", last),))
+                       path="/json/identity.json", headers=(("worker-name", last), *dask.auth_headers(ctx)))
     return ServiceSpec(name=WORKERS, argv=step, needs=(dask.SCHEDULER,), needs_state="started", health=dash,
                        env=worker_env(ctx), cpus=ctx.dask.workers * ctx.dask.threads, stop_signal="TERM")
 
@@ -152,7 +154,7 @@ def named_workers_spec(ctx: Context, alloc: slurm.Allocation, sched: ServiceSpec
                       extra=()))
     last = cyclic_names(alloc.job_id, nodes, workers, prefix)[-1]
     health = HealthCheck("dask-worker", host=sched.health.host, port=sched.port_dict["dashboard"],
-                         path="/json/identity.json", headers=(("worker-name", last),))
+                         path="/json/identity.json", headers=(("worker-name", last), *dask.auth_headers(ctx)))
     return ServiceSpec(name=service, argv=step, needs=(sched.name,), needs_state="started", health=health,
                        env=worker_env(ctx), cpus=workers * threads, stop_signal="TERM")
 
@@ -281,7 +283,7 @@ class SlurmBackend(LocalBackend):
         while missing:
             missing = [n for n in missing if not check(HealthCheck(
                 "dask-worker", host=sched.health.host, port=sched.health.port, path="/json/identity.json",
-                headers=(("worker-name", n),)))[0]]
+                headers=(("worker-name", n), *dask.bearer(self.state))))[0]]
             if not missing:
                 break
             states = {i["name"]: i["statename"] for i in self.sup.all_info()}

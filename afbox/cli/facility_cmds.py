@@ -77,7 +77,7 @@ def up(profile, config, name, workers, threads, gpus, origin, port_base, workdir
         raise
     rec = FacilityState(fac.name).read()
     click.echo(f"\nfacility {fac.name!r} is up ({time.monotonic() - t0:.1f}s):")
-    for line in render.urls_text(lifecycle.urls(rec), lifecycle.jupyter_login_url(rec)):
+    for line in render.urls_text(lifecycle.urls(rec), lifecycle.jupyter_login_url(rec), bool(rec.get("auth"))):
         click.echo(line)
     click.echo(f"  workdir         {rec['workdir']}")
     click.echo("\nin a notebook:   import afbox; client = afbox.client()")

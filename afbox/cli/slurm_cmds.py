@@ -15,6 +15,7 @@ from ..backends.slurm import SlurmBackend, read_job, update_job, worker_names
 from ..errors import AfboxError
 from ..facility import Facility, parse_duration
 from ..health import check
+from ..services.dask import bearer
 from ..spec import HealthCheck
 from ..state import FacilityState, shared_cache_root, write_private
 
@@ -55,7 +56,7 @@ def submit_and_wait(fac: Facility, profile, config) -> None:
     click.echo(f"job {job} is running on {st.nodes}; starting the facility there")
     rec = _wait_record(state, job, t0, state.logs / f"slurm-{job}.out", fac.facility.start_timeout * 2 + 60)
     click.echo(f"\nfacility {fac.name!r} is up in SLURM job {job} ({time.time() - t0:.1f}s after submitting):")
-    for line in render.urls_text(lifecycle.urls(rec), lifecycle.jupyter_login_url(rec)):
+    for line in render.urls_text(lifecycle.urls(rec), lifecycle.jupyter_login_url(rec), bool(rec.get("auth"))):
         click.echo(line)
     click.echo(f"  workdir         {rec['workdir']}")
     click.echo(f"\nwhen done: afbox down --name {fac.name}   (cancels job {job})")
@@ -139,7 +140,7 @@ def scale_jobs(name: str, jobs: int) -> None:
         names = worker_names(j, slurm.hostnames(st.nodes), job["cpu_workers"], alloc["gpus_per_node"])
         end = time.monotonic() + fac.facility.start_timeout
         while not all(check(HealthCheck("dask-worker", host=host, port=dash, path="/json/identity.json",
-                                        headers=(("worker-name", n),)))[0] for n in names):
+                                        headers=(("worker-name", n), *bearer(state))))[0] for n in names):
             if time.monotonic() > end or not slurm.job_state(j).active:
                 out = state.logs / f"slurm-workers-{j}.out"
                 tail = out.read_text(errors="replace").splitlines()[-20:] if out.exists() else []

@@ -14,7 +14,8 @@ from . import gpu, network, objects, volumes, workloads
 from .pod import CACHE, ORIGIN, WORKDIR, pod_context, translate, without_allow
 
 # What a dry run puts in the identity Secret: the files `afbox up` creates (never the CA key).
-IDENTITY_FILES = ("ca.pem", "dask-key.pem", "dask.pem", "server-key.pem", "server.pem", "signing-key.pem")
+IDENTITY_FILES = ("ca.pem", "dask-key.pem", "dask.pem", "public-keys.json", "server-key.pem", "server.pem",
+                  "signing-key.pem")
 VISIBLE_ENV = {"CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES"}  # the device plugin picks the GPU
 KEYS, KEYCACHE_FILE = "xcache-keys", "scitokens_cpp.sqllite"
 POD_ENV = [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},

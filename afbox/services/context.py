@@ -35,8 +35,7 @@ class Context:
 
     @property
     def token_file(self) -> Path:
-        """The facility owner's data token (storage.read), kept fresh by the issuer service."""
-        return self.state.secrets / "tokens" / "data.token"
+        return self.state.token_file
 
     @property
     def data_env(self) -> tuple[tuple[str, str], ...]:

@@ -59,6 +59,31 @@ def dashboard_url(ctx: Context) -> str:
     return f"http://{ctx.bind}:{port(ctx.base, 'dashboard')}/status"
 
 
+def guarded(ctx: Context, pl: Place) -> bool:
+    """Dashboards ask for a facility token, where afbox's own Python runs them (a named cluster's
+    environment may lack what the check needs)."""
+    return ctx.facility.auth.enabled and pl.bin_dir == ctx.bin_dir
+
+
+def guard(ctx: Context, pl: Place) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    """Extra argv and env that put the token check in front of a scheduler's or worker's dashboard."""
+    if not guarded(ctx, pl):
+        return (), ()
+    from .issuer import validator_env
+    return ("--preload", "afbox.auth.dask_dashboard"), validator_env(ctx)
+
+
+def auth_headers(ctx: Context) -> tuple[tuple[str, str], ...]:
+    """What a health check of a dashboard presents: the owner's token, read at check time
+    (harmless where the dashboard asks for nothing)."""
+    return (("bearer-file", str(ctx.token_file)),) if ctx.facility.auth.enabled else ()
+
+
+def bearer(state) -> tuple[tuple[str, str], ...]:
+    """The same for checks made outside rendering, from the facility's state."""
+    return (("bearer-file", str(state.token_file)),) if state.token_file.exists() else ()
+
+
 def render(ctx: Context) -> list[ServiceSpec]:
     cpu = [worker(ctx, i) for i in range(ctx.dask.workers)]
     gpu = [gpu_worker(ctx, k, dev) for k, dev in enumerate(ctx.gpus)]
@@ -68,14 +93,16 @@ def render(ctx: Context) -> list[ServiceSpec]:
 def scheduler(ctx: Context, place: Place | None = None) -> ServiceSpec:
     pl = place or default_place(ctx)
     dash = pl.dashboard_port
+    guard_args, guard_env = guard(ctx, pl)
     argv = (f"{pl.bin_dir}/dask", "scheduler", "--host", ctx.bind, "--port", str(pl.scheduler_port),
-            "--dashboard-address", f"{ctx.bind}:{dash}", "--no-show", *tls_args(ctx), *pl.extra_args)
+            "--dashboard-address", f"{ctx.bind}:{dash}", "--no-show", *tls_args(ctx), *guard_args,
+            *pl.extra_args)
     return ServiceSpec(
         name=pl.scheduler, argv=argv,
         ports=(("scheduler", pl.scheduler_port), ("dashboard", dash)),
         health=HealthCheck("http", host=ctx.bind, port=dash, path="/health"),
         urls=(("scheduler", address(ctx, pl.scheduler_port)), ("dashboard", f"http://{ctx.bind}:{dash}/status")),
-        cpus=0.5, env=tls_env(ctx),
+        cpus=0.5, env=(*tls_env(ctx), *guard_env),
     )
 
 
@@ -96,18 +123,20 @@ def worker(ctx: Context, index: int, name: str | None = None, worker_name: str |
     first = pl.first_worker_port + PER_WORKER * index
     p = {"nanny": first, "worker": first + 1, "worker-dashboard": first + 2}
     local_dir = ctx.state.run / name
+    guard_args, guard_env = guard(ctx, pl)
     argv = (f"{pl.bin_dir}/dask", "worker", address(ctx, pl.scheduler_port),
             "--name", worker_name, "--nworkers", "1", "--nthreads", str(threads),
             "--memory-limit", str(ctx.dask.memory_limit), "--nanny",
             "--host", ctx.bind, "--nanny-port", str(p["nanny"]), "--worker-port", str(p["worker"]),
             "--dashboard-address", f"{ctx.bind}:{p['worker-dashboard']}",
-            "--local-directory", str(local_dir), *tls_args(ctx), *extra)
+            "--local-directory", str(local_dir), *tls_args(ctx), *guard_args, *extra)
     return ServiceSpec(
         name=name, argv=argv, ports=tuple(p.items()), needs=(pl.scheduler,), needs_state="started",
         # Healthy only once the scheduler lists it, not merely when the process runs.
         health=HealthCheck("dask-worker", host=ctx.bind, port=pl.dashboard_port,
-                           path="/json/identity.json", headers=(("worker-name", worker_name),)),
+                           path="/json/identity.json",
+                           headers=(("worker-name", worker_name), *auth_headers(ctx))),
         cpus=threads, memory=ctx.dask.memory_limit, state_dirs=(str(local_dir),),
         env=(("OMP_NUM_THREADS", "1"), ("MALLOC_TRIM_THRESHOLD_", "65536"), *tls_env(ctx, client=True),
-             *ctx.data_env),
+             *ctx.data_env, *guard_env),
     )

@@ -37,14 +37,15 @@ def config_text(ctx: Context) -> str:
         "FacilityBackend.port_first": ctx.base + GATEWAY_FIRST,
         "FacilityBackend.port_count": GATEWAY_SIZE,
         "FacilityBackend.clusters_directory": str(ctx.state.run / "gateway-clusters"),
-        "ClusterConfig.scheduler_cmd": [f"{ctx.bin_dir}/dask", "scheduler"],
+        # its clusters' dashboards ask for a facility token like the facility's own
+        "ClusterConfig.scheduler_cmd": [f"{ctx.bin_dir}/dask", "scheduler", "--preload", "afbox.auth.dask_dashboard"],
         "ClusterConfig.worker_cmd": [f"{ctx.bin_dir}/dask", "worker"],
         "ClusterConfig.worker_cores": ctx.dask.threads,
         "ClusterConfig.worker_threads": ctx.dask.threads,
         "ClusterConfig.worker_memory": ctx.dask.memory_limit,
         "ClusterConfig.cluster_max_workers": MAX_WORKERS,
         # workers read root:// through the XCache like the facility's own ones
-        "ClusterConfig.environment": dict(ctx.data_env),
+        "ClusterConfig.environment": dict(ctx.data_env) | dict(issuer.validator_env(ctx)),
     }
     lines = ["# written by afbox; edit the facility spec instead"]
     lines += [f"c.{k} = {v!r}" for k, v in settings.items()]

@@ -1,5 +1,5 @@
-"""One token for Jupyter, the Dask gateway and the XCache of a running facility: the same table of
-tokens against all three, each refusal logged by the service, which keeps serving; a second issuer
+"""One token for Jupyter, the Dask gateway, the XCache and the Dask dashboard of a running facility:
+the same table of tokens against all four, each refusal logged by the service, which keeps serving; a second issuer
 refused until the facility trusts it; no token in logs, process titles or status."""
 from __future__ import annotations
 
@@ -43,7 +43,8 @@ class Fac:
         self.rec = json.loads(Path(self.env["XDG_STATE_HOME"], "afbox", NAME, "facility.json").read_text())
         self.issuer = self.rec["auth"]["issuer"]
         self.identity = load(Path(self.rec["auth"]["identity_dir"]))
-        self.logs = {s: Path(self.rec["services"][s]["log"]) for s in ("jupyter", "gateway", "xcache")}
+        self.logs = {s: Path(self.rec["services"][s]["log"])
+                     for s in ("jupyter", "gateway", "xcache", "dask-scheduler")}
         store = Path(self.rec["origin_dir"]) / "store"
         store.mkdir(parents=True, exist_ok=True)
         (store / "file.root").write_bytes(CONTENT)
@@ -96,10 +97,17 @@ def xcache(fac: Fac, token: str | None) -> bool:
     return ok
 
 
-SERVICES = {"jupyter": jupyter, "gateway": gateway, "xcache": xcache}
+def dashboard(fac: Fac, token: str | None) -> bool:
+    r = httpx.get(fac.url("dask-scheduler", "dashboard"), timeout=15,
+                  headers={"Authorization": f"Bearer {token}"} if token else {})
+    assert r.status_code in (200, 401), r.text
+    return r.status_code == 200
+
+
+SERVICES = {"jupyter": jupyter, "gateway": gateway, "xcache": xcache, "dask-scheduler": dashboard}
 # the line each service logs when it refuses a token
 REFUSAL_LOG = {"jupyter": "refused a facility token", "gateway": "refused a request",
-               "xcache": ("authentication failed", "permission denied")}
+               "xcache": ("authentication failed", "permission denied"), "dask-scheduler": "refused GET /status"}
 
 TOKENS = {  # name: token maker; every one but "valid" must be refused by every service
     "valid": lambda f, o: f.token(),
@@ -171,6 +179,22 @@ def test_no_token_in_logs_process_titles_or_status(world):
     assert oct(os.stat(fac.rec["auth"]["token_file"]).st_mode & 0o777) == "0o600"
 
 
+def test_jupyter_login_link_opens_the_dashboards_too(world):
+    fac, _ = world
+    from afbox import lifecycle
+    with httpx.Client(follow_redirects=True, timeout=15) as browser:
+        assert browser.get(lifecycle.jupyter_login_url(fac.rec)).status_code == 200
+        assert browser.get(fac.url("dask-scheduler", "dashboard")).status_code == 200
+        # what dask-labextension's server side asks, without a token, to list the plots
+        q = fac.url("dask-scheduler", "dashboard").removesuffix("/status").replace(":", "%3A").replace("/", "%2F")
+        check = browser.get(fac.url("jupyter", "lab").removesuffix("/lab") + f"/dask/dashboard-check/{q}").json()
+        assert check["isActive"] and check["plots"]
+    worker_dash = fac.rec["services"]["dask-worker-1"]["ports"]["worker-dashboard"]
+    assert httpx.get(f"http://127.0.0.1:{worker_dash}/status", timeout=15).status_code == 401
+    assert httpx.get(f"http://127.0.0.1:{worker_dash}/status", timeout=15,
+                     headers={"Authorization": f"Bearer {fac.token()}"}).status_code == 200
+
+
 def test_gateway_cluster_computes_with_a_token_and_401_without(world):
     fac, _ = world
     import afbox
@@ -191,6 +215,10 @@ def test_gateway_cluster_computes_with_a_token_and_401_without(world):
                 addr = client.scheduler_info()["workers"]
                 assert all(a.startswith("tls://127.0.0.1:") and BASE + 400 <= int(a.rsplit(":", 1)[1]) < BASE + 600
                            for a in addr), addr
+                # and its dashboard, direct or through the gateway's proxy, wants a token too
+                assert httpx.get(cluster.dashboard_link, timeout=15).status_code == 401
+                assert httpx.get(cluster.dashboard_link, timeout=15,
+                                 headers={"Authorization": f"Bearer {fac.token()}"}).status_code == 200
         finally:
             cluster.shutdown()
             gw.close()

@@ -78,3 +78,14 @@ def test_token_file_is_reminted_past_half_its_life(tmp_path):
     assert not token_file.refresh(path, ident.dir, iss, "alice", 3600)
     assert token_file.stale(path, 3600, iss, now=time.time() + 1900)
     assert token_file.stale(path, 3600, "https://elsewhere")
+
+
+def test_dashboards_of_the_facility_ask_for_a_token():
+    specs = {s.name: s for s in services.render(ctx())}
+    for name in ("dask-scheduler", "dask-worker-1"):
+        argv = specs[name].argv
+        assert argv[argv.index("--preload") + 1] == "afbox.auth.dask_dashboard"
+        assert specs[name].env_dict["AFBOX_AUTH_ISSUER"] == "https://127.0.0.1:18781"
+    assert ("bearer-file", str(ctx().token_file)) in specs["dask-worker-1"].health.headers
+    assert "--preload" not in {s.name: s for s in services.render(ctx(overrides={"auth": {"enabled": False}}))}[
+        "dask-scheduler"].argv

@@ -126,7 +126,8 @@ def test_dry_run_secrets_are_empty_and_filled_ones_reach_only_who_needs_them():
     for s in by(objs, "Secret"):
         assert set(s["data"].values()) == {""}, s["metadata"]["name"]
     files = {"identity": {"ca.pem": b"CA", "dask.pem": b"C", "dask-key.pem": b"K", "server.pem": b"S",
-                          "server-key.pem": b"SK", "signing-key.pem": b"SIGN", "ca-hashed/1a2b3c4d.0": b"CA"},
+                          "server-key.pem": b"SK", "signing-key.pem": b"SIGN", "ca-hashed/1a2b3c4d.0": b"CA",
+                          "public-keys.json": b"[]"},
              "jupyter-token": {"jupyter_token": b"tok"}, "data-token": {"tokens/data.token": b"jwt"},
              "ingress-tls": {"tls.crt": b"c", "tls.key": b"k"}}
     objs = k8s.render(ctx("laptop"), Filled(files, keycache=b"SQLite format 3\0"))
@@ -137,9 +138,12 @@ def test_dry_run_secrets_are_empty_and_filled_ones_reach_only_who_needs_them():
         vols = by(objs, "Deployment", name)["spec"]["template"]["spec"]["volumes"]
         srcs = next(v["projected"]["sources"] for v in vols if v["name"] == "secrets")
         return {i["path"] for s in srcs for i in s["secret"]["items"]}
+    # token checks (Jupyter, gateway, dashboards) read the public keys; only the issuer signs
     assert items("dask-worker") == {"identity/ca.pem", "identity/dask.pem", "identity/dask-key.pem",
-                                    "identity/ca-hashed/1a2b3c4d.0", "tokens/data.token"}
-    assert "identity/signing-key.pem" in items("jupyter") and "jupyter_token" in items("jupyter")
+                                    "identity/ca-hashed/1a2b3c4d.0", "tokens/data.token", "identity/public-keys.json"}
+    assert "identity/public-keys.json" in items("jupyter") and "jupyter_token" in items("jupyter")
+    assert "identity/signing-key.pem" not in items("jupyter")
+    assert "identity/signing-key.pem" in items("issuer")
     assert "jupyter_token" not in items("dask-scheduler") and "identity/signing-key.pem" not in items("dask-scheduler")
 
 
