@@ -87,7 +87,7 @@ def test_on_slurm_a_named_cluster_is_its_scheduler_and_one_srun_step(recorded):
     assert cmd[:3] == ("/envs/0123abcd/bin/dask", "worker", "tls://10.0.0.1:23620")
     assert cmd[cmd.index("--nthreads") + 1] == "1" and "--tls-key" in cmd
     # healthy once the last task (n1's second) has joined the named scheduler
-    assert step.health.port == 23621 and step.health.headers == (("worker-name", "cluster-agc-77-n1-1"),)
+    assert step.health.port == 23621 and step.health.headers[0] == ("worker-name", "cluster-agc-77-n1-1")
     one = clusters.render(recorded, "agc", {**ENTRY, "workers": 1}, "slurm")[1].argv
     assert "--nodes=1" in one and "--nodelist=n1" in one
     names = [s.name for s in clusters.recorded_specs(recorded, {"backend": "slurm", "clusters": {"agc": ENTRY}})]

@@ -73,7 +73,11 @@ def test_workers_are_one_srun_step_across_every_node():
     assert cmd[cmd.index("--nthreads") + 1] == "2" and "--tls-key" in cmd
     env = specs["dask-workers"].env_dict
     assert env["DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION"] == "True"
-    assert specs["dask-workers"].health.headers == (("worker-name", "77-n3-4"),)
+    # the dashboard asks for the owner's token, read when the check runs
+    assert specs["dask-workers"].health.headers == (("worker-name", "77-n3-4"),
+                                                    ("bearer-file", str(ctx().token_file)))
+    cmd_preload = cmd[cmd.index("--preload") + 1]
+    assert cmd_preload == "afbox.auth.dask_dashboard" and env["AFBOX_AUTH_KEYS"].endswith("public-keys.json")
     watch = specs["walltime"]
     assert watch.argv[watch.argv.index("--retire-before") + 1] == "300"
     assert watch.port_dict == {"health": 23009}
