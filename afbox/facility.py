@@ -6,7 +6,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
 
@@ -188,6 +188,13 @@ class Facility(BaseModel):
     k3s: K3sSection = K3sSection()
     profile: str = ""
 
+    @model_validator(mode="after")
+    def _runtime_where_processes_run(self) -> Facility:
+        if self.runtime.kind != "none" and self.facility.backend == "k3s":
+            raise ValueError("runtime.kind: k3s runs every service in its image already; "
+                             "a container runtime is for the local and slurm backends")
+        return self
+
     @property
     def local_origin(self) -> bool:
         o = self.origin.enabled
@@ -289,7 +296,7 @@ def _config_error(err: ValidationError, layers) -> ConfigError:
         msg = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             msg = "unknown key"
-        lines.append(f"{where}: {dotted}: {msg}")
+        lines.append(f"{where}: {dotted}: {msg}" if dotted else f"{where}: {msg}")
     return ConfigError(lines[0], details=lines[1:])
 
 

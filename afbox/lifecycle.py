@@ -163,21 +163,15 @@ def up(fac: Facility) -> Iterator[ev.Event]:
     if be.running() and state.read():
         yield ev.Event(ev.INFO, "", f"facility {fac.name!r} is already up")
         return
-    if hasattr(be, "adapt"):  # what only the backend knows: SLURM's addresses, sizes per node
-        fac = be.adapt(fac)
+    fac = be.adapt(fac)  # what only the backend knows: SLURM's addresses, sizes per node
     report, devices = detect_gpus(fac)
     for line in report.problems if report else ():
         yield ev.Event(ev.INFO, "", f"gpu: {line}")
     if devices:
         yield ev.Event(ev.INFO, "", f"gpu: {len(devices)} GPU worker(s): " + ", ".join(
             f"{d.label} {d.model}" for d in devices))
-    ctx = context(fac, host=be.host() if hasattr(be, "host") else None, gpus=devices)
-    specs = services.render(ctx)
-    if hasattr(be, "place"):  # SLURM: one srun step for all workers (and its own runtime wrapping)
-        specs = be.place(ctx, specs)
-    elif fac.runtime.kind != "none":
-        from .runtimes import binds, wrap_specs
-        specs = wrap_specs(fac.runtime, specs, binds=binds(ctx), bin_dir=ctx.bin_dir)
+    ctx = context(fac, host=be.host(), gpus=devices)
+    specs = be.place(ctx, services.render(ctx))  # e.g. SLURM: one srun step for all workers
     preflight(ctx, specs)
     for line in prepare(ctx, specs):
         yield ev.Event(ev.INFO, "", line)
@@ -268,7 +262,7 @@ def status(name: str) -> dict:
     state = FacilityState(name)
     rec = state.read()
     be = backends.get((rec or {}).get("backend", "local"), state)
-    extra = be.status_extra(rec) if hasattr(be, "status_extra") else {}  # SLURM: job, time left
+    extra = be.status_extra(rec)  # SLURM: job, time left
     if not rec or not be.running():
         return {"facility": name, "state": "down", "services": [], **extra}
     rows = []

@@ -10,6 +10,11 @@
 - ``restart(name)``: stop and start one service.
 - ``update(specs, timeout)``: make the running facility match a new set of specs (scaling), leaving
   unchanged services running; yield Events as ``up`` does.
+
+And, where it knows better than the defaults of ``Hooks``: ``adapt(fac)`` (the facility as this
+place allows it, e.g. SLURM's sizes per node), ``host()`` (the host to size for, None: this one),
+``place(ctx, specs)`` (the specs as they run here, e.g. one srun step for all workers) and
+``status_extra(rec)`` (keys added to `status`, e.g. the SLURM job).
 """
 from __future__ import annotations
 
@@ -18,6 +23,9 @@ from pathlib import Path
 from typing import Iterator, Protocol
 
 from ..events import Event
+from ..facility import Facility
+from ..host import Host
+from ..services.context import Context
 from ..spec import ServiceSpec
 
 
@@ -35,6 +43,22 @@ class ServiceStatus:
         return asdict(self)
 
 
+class Hooks:
+    """What `lifecycle` asks every backend; most places need nothing of it."""
+
+    def adapt(self, fac: Facility) -> Facility:
+        return fac
+
+    def host(self) -> Host | None:
+        return None
+
+    def place(self, ctx: Context, specs: list[ServiceSpec]) -> list[ServiceSpec]:
+        return specs
+
+    def status_extra(self, rec: dict | None) -> dict:
+        return {}
+
+
 class Backend(Protocol):
     name: str
 
@@ -45,3 +69,7 @@ class Backend(Protocol):
     def log_path(self, name: str) -> Path: ...
     def restart(self, name: str) -> None: ...
     def update(self, specs: list[ServiceSpec], timeout: float) -> Iterator[Event]: ...
+    def adapt(self, fac: Facility) -> Facility: ...
+    def host(self) -> Host | None: ...
+    def place(self, ctx: Context, specs: list[ServiceSpec]) -> list[ServiceSpec]: ...
+    def status_extra(self, rec: dict | None) -> dict: ...

@@ -25,7 +25,7 @@ from ..k8s.workloads import REPLICATED
 from ..services.context import Context
 from ..spec import ServiceSpec
 from ..state import FacilityState
-from .base import ServiceStatus
+from .base import Hooks, ServiceStatus
 
 WORKLOAD_KINDS = "deployments,statefulsets"
 # down deletes what a facility's `up` created, except its volumes
@@ -35,7 +35,7 @@ NOT_RUNNING = {"CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "CreateCo
 IDENTITY_SKIP = ("ca-key.pem", "ingress.pem", "ingress-key.pem")  # the CA key never leaves the host
 
 
-class K3sBackend:
+class K3sBackend(Hooks):
     name = "k3s"
 
     def __init__(self, state: FacilityState, k3s: K3s | None = None):

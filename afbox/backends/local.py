@@ -17,7 +17,7 @@ from ..run import run
 from ..spec import ServiceSpec
 from ..state import FacilityState
 from ..supervisor import Supervisor, render_conf, restart_counts
-from .base import ServiceStatus
+from .base import Hooks, ServiceStatus
 
 TAIL = 20
 
@@ -29,7 +29,7 @@ def tail(path: Path, n: int = TAIL) -> list[str]:
         return []
 
 
-class LocalBackend:
+class LocalBackend(Hooks):
     name = "local"
 
     def __init__(self, state: FacilityState):

@@ -23,7 +23,7 @@ from ..errors import AfboxError, ServiceFailed
 from ..facility import Facility, RuntimeSection, parse_duration
 from ..health import check
 from ..host import Host
-from ..runtimes import binds, wrap, wrap_specs
+from ..runtimes import binds, wrap
 from ..services import dask
 from ..services.context import Context
 from ..spec import HealthCheck, ServiceSpec
@@ -197,10 +197,9 @@ def watch_spec(ctx: Context, alloc: slurm.Allocation) -> ServiceSpec:
 
 
 def place(ctx: Context, specs: list[ServiceSpec], alloc: slurm.Allocation) -> list[ServiceSpec]:
-    """Pure: the local-style specs with every per-worker service replaced by one srun step, plus
-    the walltime watcher; the runtime wrapper applied to the head services."""
+    """Pure: the local-style specs (already in the runtime, if any) with every per-worker service
+    replaced by one srun step, whose tasks each wrap their worker, plus the walltime watcher."""
     head = [s for s in specs if not s.name.startswith(("dask-worker-", "dask-gpu-"))]
-    head = wrap_specs(ctx.facility.runtime, head, binds=binds(ctx), bin_dir=ctx.bin_dir)
     return [*head, workers_spec(ctx, alloc), watch_spec(ctx, alloc)]
 
 

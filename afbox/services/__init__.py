@@ -19,4 +19,10 @@ def render(ctx: Context) -> list[ServiceSpec]:
         specs.append(xcache.render(ctx))
     if ctx.facility.local_origin:
         specs.append(origin.render(ctx))
-    return specs
+    return in_runtime(ctx, specs)
+
+
+def in_runtime(ctx: Context, specs: list[ServiceSpec]) -> list[ServiceSpec]:
+    """Every service inside the facility's container runtime (`[runtime]`), if it has one."""
+    from ..runtimes import binds, wrap_specs
+    return wrap_specs(ctx.facility.runtime, specs, binds=binds(ctx), bin_dir=ctx.bin_dir)

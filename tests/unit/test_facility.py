@@ -69,3 +69,8 @@ def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError) as e:
         load("ci", tmp_path / "nope.toml")
     assert "cannot read" in e.value.message
+
+
+def test_a_container_runtime_is_refused_on_k3s():
+    with pytest.raises(ConfigError, match="k3s runs every service in its image already"):
+        load("laptop", None, {"facility": {"backend": "k3s"}, "runtime": {"kind": "apptainer", "image": "x.sif"}})

@@ -161,3 +161,10 @@ def test_dask_speaks_mutual_tls_with_the_facility_ca_unless_auth_is_off():
     assert specs["dask-worker-1"].argv[2] == "tls://127.0.0.1:18786"
     plain = {s.name: s for s in services.render(ctx(overrides={"auth": {"enabled": False}}))}
     assert "--tls-cert" not in plain["dask-scheduler"].argv and plain["dask-worker-1"].argv[2].startswith("tcp://")
+
+
+def test_a_container_runtime_wraps_every_rendered_service():
+    specs = services.render(ctx(overrides={"runtime": {"kind": "apptainer", "image": "/img/analysis.sif"}}))
+    for s in specs:
+        assert s.argv[:2] == ("apptainer", "exec") and "/img/analysis.sif" in s.argv, s.name
+    assert all(s.argv[0] != "apptainer" for s in services.render(ctx()))
