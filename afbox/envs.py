@@ -356,21 +356,11 @@ def create(name: str, requirements: str | None = None, packages: tuple[str, ...]
         meta = {"digest": key, "python": probe["python"], "source": source.__dict__, "added": added,
                 "prefix": lock_prefix(source.kind), "packages": probe["packages"], "built": time.time(),
                 "build_seconds": round(time.monotonic() - t0, 1), "size": tree_size(build)}
-        (build / MARKER).write_text(json.dumps(meta, indent=2, sort_keys=True))
-        if build != final:
-            try:
-                build.rename(final)
-            except OSError:  # the same environment finished elsewhere meanwhile: use that one
-                shutil.rmtree(build, ignore_errors=True)
+        _move_into_place(build, final, meta)
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)
         raise
-    _name(name, key)
-    env = get(name)
-    write_kernelspec(env)
-    keys = ", ".join(f"{p} {env.version(p)}" for p in KEY_PACKAGES if env.version(p))
-    yield ev.Event(ev.INFO, "", f"environment {name!r} built in {env.meta['build_seconds']:.1f}s: "
-                                f"python {env.meta['python']}, {keys}")
+    yield ev.Event(ev.INFO, "", f"environment {name!r} built in " + _named(name, key))
 
 
 def _reused(name: str, key: str) -> bool:
@@ -430,20 +420,30 @@ def _create_image(name: str, image: str) -> Iterator[ev.Event]:
                 "image": sif.name if pulled else str(sif), "packages": probe["packages"], "built": time.time(),
                 "build_seconds": round(time.monotonic() - t0, 1),
                 "size": tree_size(build) if pulled else tree_size(sif) if sif.is_dir() else sif.stat().st_size}
-        (build / MARKER).write_text(json.dumps(meta, indent=2, sort_keys=True))
-        try:
-            build.rename(final)
-        except OSError:  # the same image was taken elsewhere meanwhile: use that one
-            shutil.rmtree(build, ignore_errors=True)
+        _move_into_place(build, final, meta)
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)
         raise
+    yield ev.Event(ev.INFO, "", f"environment {name!r} from {image} in " + _named(name, key))
+
+
+def _move_into_place(build: Path, final: Path, meta: dict) -> None:
+    """Mark a finished build and rename it to its content address (nothing half-made is ever there)."""
+    (build / MARKER).write_text(json.dumps(meta, indent=2, sort_keys=True))
+    if build != final:
+        try:
+            build.rename(final)
+        except OSError:  # the same environment finished elsewhere meanwhile: use that one
+            shutil.rmtree(build, ignore_errors=True)
+
+
+def _named(name: str, key: str) -> str:
+    """Give the built environment its name and kernel; a line saying what it holds."""
     _name(name, key)
     env = get(name)
     write_kernelspec(env)
     keys = ", ".join(f"{p} {env.version(p)}" for p in KEY_PACKAGES if env.version(p))
-    yield ev.Event(ev.INFO, "", f"environment {name!r} from {image} in {env.meta['build_seconds']:.1f}s: "
-                                f"python {env.meta['python']}, {keys}")
+    return f"{env.meta['build_seconds']:.1f}s: python {env.meta['python']}, {keys}"
 
 
 def _probe_image(name: str, sif: Path) -> dict:

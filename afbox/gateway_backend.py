@@ -5,10 +5,10 @@ SLOT_SIZE ports: scheduler, dashboard, gateway API, then (worker, nanny) pairs.
 """
 from __future__ import annotations
 
-import socket
-
 from dask_gateway_server.backends.local import UnsafeLocalBackend
 from traitlets import Integer
+
+from .host import port_free
 
 HOST = "127.0.0.1"
 SLOT_SIZE = 20
@@ -34,16 +34,6 @@ def _set(cmd: list[str], values: dict[str, str | None]) -> list[str]:
     return out
 
 
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((HOST, port))
-        except OSError:
-            return False
-    return True
-
-
 class FacilityBackend(UnsafeLocalBackend):
     """Clusters run as the facility's user (it is a single-user facility)."""
 
@@ -60,7 +50,7 @@ class FacilityBackend(UnsafeLocalBackend):
         if cluster.name not in self._slots:
             taken = set(self._slots.values())
             for first in range(self.port_first, self.port_first + self.port_count - SLOT_SIZE + 1, SLOT_SIZE):
-                if first not in taken and all(_free(first + k) for k in range(FIRST_WORKER)):
+                if first not in taken and all(port_free(first + k, HOST) for k in range(FIRST_WORKER)):
                     self._slots[cluster.name] = first
                     break
             else:

@@ -148,7 +148,7 @@ def record(ctx: Context, specs: list[ServiceSpec], backend: str) -> dict:
 def auth_record(ctx: Context, specs: list[ServiceSpec]) -> dict:
     out = {"issuer": issuer.url(ctx), "identity_dir": str(issuer.identity_dir(ctx)),
            "trusted_issuers": ctx.facility.auth.trusted_issuers,
-           "token_file": str(ctx.token_file), "ca_dir": dict(ctx.data_env)["X509_CERT_DIR"]}
+           "token_file": str(ctx.token_file), "ca_dir": str(ctx.ca_dir)}
     if any(s.name == "xcache" and not s.unavailable for s in specs):
         from .auth.setup import xrootd_owner
         out["xcache_keycache"] = {"cache_home": str(xcache.cache_home(ctx)), "owner": xrootd_owner(ctx)}

@@ -15,7 +15,7 @@ from ..services import issuer, xcache
 from ..services.context import Context
 from . import token_file
 from .identity import ensure_cert, ensure_identity, load
-from .validate import trust_context
+from .validate import RemoteJwks
 from .xrootd import hashed_ca_dir, keycache_path, write_keycache
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ def prepare(ctx: Context) -> list[str]:
     hosts = tuple(dict.fromkeys(("localhost", "127.0.0.1", ctx.bind)))
     ensure_identity(ident_dir, hosts=hosts)
     ensure_cert(ident_dir, "dask", hosts=hosts)
-    hashed_ca_dir(ident_dir / "ca.pem", Path(dict(ctx.data_env)["X509_CERT_DIR"]))
+    hashed_ca_dir(ident_dir / "ca.pem", ctx.ca_dir)
     lifetime = parse_duration(ctx.facility.auth.token_lifetime)
     token_file.refresh(ctx.token_file, ident_dir, issuer.url(ctx), issuer.owner(), lifetime)
     if ctx.facility.xcache.enabled and ctx.xrootd:
@@ -70,19 +70,11 @@ def write_keys(ctx: Context) -> list[str]:
     cas = [issuer.identity_dir(ctx) / "ca.pem", *ctx.facility.auth.trusted_ca_files]
     for url in ctx.facility.auth.trusted_issuers:
         try:
-            write_keycache(home, url, fetch_jwks(url, cas), owner=owner)
+            write_keycache(home, url, RemoteJwks(url, ca_file=cas).fetch_jwks(), owner=owner)
         except (httpx.HTTPError, ValueError, KeyError) as e:
             warnings.append(f"xcache: keys of trusted issuer {url} not loaded ({type(e).__name__}: {e}); "
                             "its tokens are refused there until the next `afbox up`")
     return warnings
-
-
-def fetch_jwks(issuer_url: str, ca_files) -> dict:
-    with httpx.Client(verify=trust_context(ca_files), timeout=5) as client:
-        doc = client.get(issuer_url.rstrip("/") + "/.well-known/openid-configuration").raise_for_status().json()
-        if doc.get("issuer") != issuer_url:
-            raise ValueError(f"discovery document names issuer {doc.get('issuer')!r}")
-        return client.get(doc["jwks_uri"]).raise_for_status().json()
 
 
 def rewrite_keycache(record: dict) -> bool:

@@ -134,13 +134,17 @@ class RemoteJwks:
         self._keys, self._expires, self._error = keys, now + self.ttl, ""
 
     def fetch(self) -> dict[str, jwt.PyJWK]:
+        return parse_jwks(self.fetch_jwks())
+
+    def fetch_jwks(self) -> dict:
+        """The issuer's JWKS document as published, found through its discovery document."""
         with httpx.Client(verify=self._verify, timeout=self.timeout) as client:
             doc = client.get(self.issuer.rstrip("/") + "/.well-known/openid-configuration").raise_for_status().json()
             if doc.get("issuer") != self.issuer:
                 raise ValueError(f"discovery document names issuer {doc.get('issuer')!r}")
             if not str(doc["jwks_uri"]).startswith("https://"):
                 raise ValueError("jwks_uri is not https")
-            return parse_jwks(client.get(doc["jwks_uri"]).raise_for_status().json())
+            return client.get(doc["jwks_uri"]).raise_for_status().json()
 
 
 def trust_context(ca_files: str | Path | Iterable[str | Path] | None) -> ssl.SSLContext:

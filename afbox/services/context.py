@@ -44,7 +44,12 @@ class Context:
         if not self.facility.auth.enabled:
             return ()
         return (("BEARER_TOKEN_FILE", str(self.token_file)),
-                ("X509_CERT_DIR", str(self.state.secrets / "identity" / "ca-hashed")))
+                ("X509_CERT_DIR", str(self.ca_dir)))
+
+    @property
+    def ca_dir(self) -> Path:
+        """The facility CA as a hashed dir: xrootd clients read only those, not a CA file."""
+        return self.state.secrets / "identity" / "ca-hashed"
 
     @property
     def base(self) -> int:

@@ -26,6 +26,19 @@ def missing() -> list[str]:
     return [b for b in BINARIES if not shutil.which(b)]
 
 
+def skip_module_unless_runnable() -> None:
+    """For a test module that starts this cluster and a facility: skip it whole, saying what is missing."""
+    import pytest
+    from harness import xrootd_available
+
+    if missing():
+        pytest.skip(f"SLURM not installed ({', '.join(missing())} missing: apt-get install slurm-wlm munge)",
+                    allow_module_level=True)
+    if not xrootd_available():
+        pytest.skip("xrootd not installed (apt-get install xrootd-server xrootd-server-plugins)",
+                    allow_module_level=True)
+
+
 def slurm_conf(base: Path, host: str, munge_socket: Path) -> str:
     nodes = "\n".join(f"NodeName={n} NodeHostname={host} NodeAddr=127.0.0.1 Port={p} CPUs={NODE_CPUS} "
                       f"RealMemory={NODE_MEMORY_MB} State=UNKNOWN" for n, p in NODE_PORTS.items())

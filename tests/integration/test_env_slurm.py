@@ -14,15 +14,11 @@ from pathlib import Path
 import distributed
 import pytest
 
-from harness import afbox, dask_client, shared_tmpdir, xrootd_available
-from slurm_cluster import SlurmCluster, missing
+from harness import afbox, dask_client, shared_tmpdir
+from slurm_cluster import SlurmCluster, skip_module_unless_runnable
 
 pytestmark = pytest.mark.integration
-if missing():
-    pytest.skip(f"SLURM not installed ({', '.join(missing())} missing: apt-get install slurm-wlm munge)",
-                allow_module_level=True)
-if not xrootd_available():
-    pytest.skip("xrootd not installed (apt-get install xrootd-server xrootd-server-plugins)", allow_module_level=True)
+skip_module_unless_runnable()
 
 NAME, ENV, PORT_BASE = "envs", "hostdask", 26200
 

@@ -13,15 +13,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from harness import BIN, afbox, dask_client, shared_tmpdir, wait_for, xrootd_available
-from slurm_cluster import SlurmCluster, missing
+from harness import BIN, afbox, dask_client, shared_tmpdir, wait_for
+from slurm_cluster import SlurmCluster, skip_module_unless_runnable
 
 pytestmark = pytest.mark.integration
-if missing():
-    pytest.skip(f"SLURM not installed ({', '.join(missing())} missing: apt-get install slurm-wlm munge)",
-                allow_module_level=True)
-if not xrootd_available():
-    pytest.skip("xrootd not installed (apt-get install xrootd-server xrootd-server-plugins)", allow_module_level=True)
+skip_module_unless_runnable()
 
 FAKEBIN = Path(__file__).resolve().parent.parent / "fakebin"
 
