@@ -42,8 +42,8 @@ fi
 
 # --- python environment -----------------------------------------------------------------------
 PY="${PYTHON:-python3}"
-if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then
-  say "afbox needs Python >= 3.10; found: $("$PY" --version 2>&1 || echo none). Set PYTHON=/path/to/python3.x"
+if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+  say "afbox needs Python >= 3.11; found: $("$PY" --version 2>&1 || echo none). Set PYTHON=/path/to/python3.x"
   exit 1
 fi
 if [ ! -x "$VENV/bin/python" ]; then

@@ -9,20 +9,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
+from .units import parse_duration, parse_size
 
 BUNDLES = Path(__file__).resolve().parent.parent / "bundles"
-SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?)?\s*$", re.I)
-
-
-def parse_size(text: str | int) -> int:
-    """'4GiB', '512m', '2G' -> bytes (binary units)."""
-    if isinstance(text, int):
-        return text
-    m = SIZE_RE.match(text)
-    if not m:
-        raise ValueError(f"not a size: {text!r} (use e.g. 512MiB, 4GiB)")
-    unit = (m.group(2) or "").lower()[:1]
-    return int(float(m.group(1)) * 1024 ** " kmgt".index(unit or " "))
+# The backends, by the name a facility file gives them (see afbox/backends/): adding one is its
+# package and a line here.
+BACKENDS = {"local": "afbox.backends.local:LocalBackend",
+            "slurm": "afbox.backends.slurm:SlurmBackend",
+            "k3s": "afbox.backends.k3s:K3sBackend"}
 
 
 class Section(BaseModel):
@@ -32,12 +26,19 @@ class Section(BaseModel):
 class FacilitySection(Section):
     name: str = Field("default", pattern=r"^[a-z0-9][a-z0-9-]{0,30}$")
     description: str = ""
-    backend: Literal["local", "slurm", "k3s"] = "local"
+    backend: str = "local"
     workdir: str = "~/afbox-work"
     port_base: int = Field(8780, ge=1024, le=65000)
     bind: str = "127.0.0.1"
     require: list[Literal["xcache", "jupyter", "dask"]] = []
     start_timeout: float = Field(90, gt=0)
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, v: str) -> str:
+        if v not in BACKENDS:
+            raise ValueError(f"unknown backend {v!r} (known: {', '.join(BACKENDS)})")
+        return v
 
 
 class DaskSection(Section):
@@ -164,14 +165,6 @@ class K3sSection(Section):
     def _size(cls, v: str) -> str:
         parse_size(v)
         return v
-
-
-def parse_duration(text: str) -> float:
-    """'8h', '30m', '3600s', '1d' or plain seconds -> seconds."""
-    m = re.match(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$", str(text))
-    if not m:
-        raise ValueError(f"not a duration: {text!r} (use e.g. 30m, 8h, 1d)")
-    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
 
 
 class Facility(BaseModel):

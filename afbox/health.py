@@ -1,4 +1,5 @@
-"""Health checks: one function per kind; each returns (healthy, why-not) and never raises."""
+"""Health checks: one function per kind; each returns (healthy, why-not) and never raises. And the
+one way afbox waits for something: poll_until."""
 from __future__ import annotations
 
 import json
@@ -7,10 +8,24 @@ import ssl
 import struct
 import time
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import httpx
 
 from .spec import HealthCheck
+
+T = TypeVar("T")
+
+
+def poll_until(ready: Callable[[], T], timeout: float, interval: float = 0.2) -> T | None:
+    """Ask ready() until it answers something truthy, which is returned; None once timeout has passed
+    (ready() is asked at least once, and once more at the end)."""
+    end = time.monotonic() + timeout
+    while True:
+        answer = ready()
+        if answer or time.monotonic() >= end:
+            return answer or None
+        time.sleep(min(interval, max(0.0, end - time.monotonic())))
 
 
 def check(h: HealthCheck, timeout: float = 1.0) -> tuple[bool, str]:

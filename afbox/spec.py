@@ -1,12 +1,19 @@
-"""ServiceSpec: what a service needs to run, independent of where it runs."""
+"""ServiceSpec: everything a backend needs to run a service, independent of where it runs.
+
+A backend reads only these facts; it never asks which service a spec is. Specs cross process
+boundaries (the slurm backend keeps the placed ones) as JSON through `to_json`/`from_json`.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pydantic import TypeAdapter
+
 
 @dataclass(frozen=True)
 class HealthCheck:
-    """How to tell a service is ready. kind: http (2xx from url), tcp (connect), xrootd (handshake)."""
+    """How to tell a service is ready. kind: http, https (2xx from url), tcp (connect), xrootd
+    (handshake), dask-worker (the scheduler lists the worker named in headers)."""
     kind: str
     host: str = "127.0.0.1"
     port: int = 0
@@ -22,6 +29,43 @@ class HealthCheck:
 
 
 @dataclass(frozen=True)
+class ConfigFile:
+    """A file the service reads, written by the backend before the service starts: on disk by the
+    local backend, as a ConfigMap or Secret item at the same path by k3s."""
+    path: str
+    text: str = ""
+    # instead of text: a copy of this file of the facility's secrets dir (relative path there), for a
+    # service whose own user must read it (xrootd's TLS key)
+    secret: str = ""
+    # instead of text: content made where the service runs (kind, e.g. "scitokens-keycache" for
+    # libSciTokens' key cache); the local backend finds it made by the facility's credentials step
+    fill: str = ""
+    mode: int = 0o644
+    writable: bool = False      # the service writes to it too: it lives in a writable dir
+
+
+@dataclass(frozen=True)
+class Volume:
+    """Data that outlives the service (a cache, served data, notebooks): the local backend keeps the
+    dir, k3s gives it a persistent claim."""
+    name: str
+    path: str
+    size: int = 0               # bytes a claim asks for; 0: the backend's default
+    shared: bool = False        # mounted by several services: a claim of its own, not one per pod
+    read_only: bool = False     # the service only reads it
+
+
+@dataclass(frozen=True)
+class Expose:
+    """A port people open in a browser. On k3s it is routed through the ingress at the facility's
+    host (subdomain "") or <subdomain>.<host>; the URL labelled `url` becomes that address + path."""
+    port: str
+    subdomain: str = ""
+    url: str = ""
+    path: str = "/"
+
+
+@dataclass(frozen=True)
 class ServiceSpec:
     name: str
     argv: tuple[str, ...]
@@ -34,14 +78,27 @@ class ServiceSpec:
     needs_state: str = "healthy"
     cpus: float = 0
     memory: int = 0
-    image: str | None = None
-    state_dirs: tuple[str, ...] = ()
+    image: str | None = None      # the container image it runs in ([runtime]), if any
+    state_dirs: tuple[str, ...] = ()  # scratch and run-time dirs it writes (created before it starts)
     cwd: str | None = None
     urls: tuple[tuple[str, str], ...] = ()
     # A service whose binary is missing is "unavailable" (with the hint) rather than an error.
     unavailable: str | None = None
     # Stop signal for the supervisor; xrootd and dask both stop cleanly on TERM.
     stop_signal: str = "TERM"
+    primary: str = ""             # the label of "its" URL (status' URL column); "" the first one
+    links: tuple[tuple[str, str], ...] = ()  # facility URL key (status' "urls") -> label of its URL
+    files: tuple[ConfigFile, ...] = ()
+    volumes: tuple[Volume, ...] = ()
+    singleton: bool = False       # a second copy must never run, not even during an update
+    replica_of: str = ""          # one of identical replicas of this group (Dask workers)
+    # a replica's command before what a launcher adds per task (name, host, ports, scratch) and
+    # before its container runtime: where a batch system starts the replicas itself (SLURM)
+    task: tuple[str, ...] = ()
+    expose: tuple[Expose, ...] = ()
+    image_role: str = "analysis"  # which of the facility's images runs it elsewhere: analysis, xrootd
+    gpu: str = ""                 # vendor of the one GPU it needs (nvidia, amd)
+    run_as: str = ""              # the user it drops to (xrootd as root): its dirs and files are its own
 
     @property
     def env_dict(self) -> dict[str, str]:
@@ -54,3 +111,24 @@ class ServiceSpec:
     @property
     def url_dict(self) -> dict[str, str]:
         return dict(self.urls)
+
+    @property
+    def primary_url(self) -> str | None:
+        urls = self.url_dict
+        return urls.get(self.primary) or next(iter(urls.values()), None)
+
+    @property
+    def stateful(self) -> bool:
+        """It keeps data of its own (a cache, served data): k3s runs it as a StatefulSet."""
+        return any(not v.shared for v in self.volumes)
+
+
+_SPECS = TypeAdapter(list[ServiceSpec])
+
+
+def to_json(specs: list[ServiceSpec]) -> str:
+    return _SPECS.dump_json(specs).decode()
+
+
+def from_json(text: str) -> list[ServiceSpec]:
+    return _SPECS.validate_json(text)

@@ -1,7 +1,7 @@
-"""Where a facility keeps its state (XDG state dir, one folder per facility name) and what it records."""
+"""Where a facility keeps its state (XDG state dir, one folder per facility name), and which facility a
+command means when none is named."""
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,18 +74,6 @@ class FacilityState:
         os.chmod(self.dir, 0o700)
         os.chmod(self.secrets, 0o700)
 
-    def read(self) -> dict | None:
-        try:
-            return json.loads(self.record_file.read_text())
-        except (OSError, ValueError):
-            return None
-
-    def write(self, record: dict) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.record_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(record, indent=2, sort_keys=True))
-        tmp.replace(self.record_file)
-
     def clear(self) -> None:
         self.record_file.unlink(missing_ok=True)
 
@@ -93,3 +81,15 @@ class FacilityState:
 def known_facilities() -> list[str]:
     root = state_root()
     return sorted(p.name for p in root.iterdir() if (p / "facility.json").exists()) if root.exists() else []
+
+
+def resolve_name(name: str | None) -> str:
+    """The named facility; else the one running; else 'default'. Several running: ask which."""
+    from .errors import AfboxError
+    if name:
+        return name
+    running = known_facilities()
+    if len(running) > 1:
+        raise AfboxError(f"{len(running)} facilities are running: {', '.join(running)}",
+                         hint="say which one with --name NAME")
+    return running[0] if running else "default"

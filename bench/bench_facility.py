@@ -25,8 +25,10 @@ NAME = "ci"
 def components_alone(env: dict) -> dict[str, float]:
     """Start each service's own argv (as rendered for the facility) alone; time to its health check."""
     from afbox import lifecycle, services
+    from afbox.backends.local.files import lay_out
     from afbox.facility import load
     from afbox.health import check
+    from afbox.lifecycle import credentials
 
     old = dict(os.environ)
     os.environ.update(env)
@@ -34,7 +36,8 @@ def components_alone(env: dict) -> dict[str, float]:
         fac = load("ci", None, {"facility": {"port_base": PORT_BASE + 50, "workdir": env["AFBOX_BENCH_WORK"]}})
         ctx = lifecycle.context(fac)
         specs = services.render(ctx)
-        lifecycle.prepare(ctx, specs)
+        credentials.prepare(ctx)
+        lay_out(specs, ctx.state)
         times = {}
         sched = next(s for s in specs if s.name == "dask-scheduler")
         sched_proc = None
@@ -84,7 +87,7 @@ def _stop(p):
 
 
 def idle_memory(env: dict) -> dict[str, dict[str, int]]:
-    from afbox.supervisor import Supervisor
+    from afbox.backends.local.supervisor import Supervisor
 
     run = Path(env["XDG_STATE_HOME"], "afbox", NAME, "run")
     names = {i["pid"]: i["name"] for i in Supervisor(run / "supervisor.sock").all_info()}

@@ -9,13 +9,14 @@ from textual.binding import Binding, BindingType
 
 from afbox.events import Event
 
-from .data import LiveSource
-from .screens.confirm import ConfirmScreen
-from .screens.help import HelpScreen
-from .screens.logs import LogScreen
-from .screens.overview import OverviewScreen
-from .screens.setup import SetupScreen
-from .widgets.event_strip import EventStrip
+from tui.live import LiveSource
+from tui.source import Source
+from tui.screens.confirm import ConfirmScreen
+from tui.screens.help import HelpScreen
+from tui.screens.logs import LogScreen
+from tui.screens.overview import OverviewScreen
+from tui.screens.setup import SetupScreen
+from tui.widgets.event_strip import EventStrip
 
 JOURNAL = 200
 
@@ -26,7 +27,7 @@ class AfboxApp(App):
     ENABLE_COMMAND_PALETTE = False
     BINDINGS: ClassVar[list[BindingType]] = [Binding("ctrl+q", "quit", "Quit", priority=True)]
 
-    def __init__(self, source=None, facility: str | None = None) -> None:
+    def __init__(self, source: Source | None = None, facility: str | None = None) -> None:
         super().__init__()
         self.source = source or LiveSource()
         self.facility = facility

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 
-from afbox.render import human_duration
+from afbox.units import human_bytes, human_duration
 
 BLOCKS = " ▏▎▍▌▋▊▉█"
 SPARKS = "▁▂▃▄▅▆▇█"
@@ -15,13 +15,7 @@ duration = human_duration
 
 def short_bytes(n: float | None) -> str:
     """1536 -> '1.5K'; fits panels where '1.5 KiB' does not."""
-    if n is None:
-        return "-"
-    for unit in ("B", "K", "M", "G", "T"):
-        if abs(n) < 1024 or unit == "T":
-            return f"{n:.0f}{unit}" if unit == "B" or n >= 10 else f"{n:.1f}{unit}"
-        n /= 1024
-    return f"{n:.1f}T"
+    return human_bytes(n, compact=True)
 
 
 def percent(value: float | None) -> str:

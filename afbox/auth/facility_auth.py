@@ -19,9 +19,14 @@ def issuer_url(bind: str, port: int) -> str:
     return f"https://{bind}:{port}"
 
 
+def ca_paths(identity_dir: Path, trusted_ca_files=()) -> list[str]:
+    """The facility CA and the CAs of trusted issuers' HTTPS certificates."""
+    return [str(identity_dir / "ca.pem"), *(str(Path(f).expanduser()) for f in trusted_ca_files)]
+
+
 def service_env(issuer: str, identity_dir: Path, trusted: list[str],
                 trusted_ca_files: list[str] = ()) -> tuple[tuple[str, str], ...]:
-    cas = [str(identity_dir / "ca.pem"), *(str(Path(f).expanduser()) for f in trusted_ca_files)]
+    cas = ca_paths(identity_dir, trusted_ca_files)
     # the public keys only: a service that checks tokens never reads the signing key
     return ((ENV_ISSUER, issuer), (ENV_KEYS, str(identity_dir / PUBLIC_KEYS)), (ENV_TRUSTED, ",".join(trusted)),
             (ENV_CA, os.pathsep.join(cas)))

@@ -17,6 +17,7 @@ from pathlib import Path
 from ..run import require, run
 
 KEYCACHE_VALID = 30 * 86400
+KEYCACHE_FILL = "scitokens-keycache"  # a file made where the XCache runs (see afbox.spec.ConfigFile.fill)
 
 
 def keycache_path(cache_home: Path) -> Path:
@@ -26,7 +27,11 @@ def keycache_path(cache_home: Path) -> Path:
 def write_keycache(cache_home: Path, issuer: str, jwks: dict, valid_for: float = KEYCACHE_VALID,
                    owner: tuple[int, int] | None = None) -> Path:
     """Put `issuer`'s keys in the cache libSciTokens reads (owner: xrootd's uid/gid when root)."""
-    path = keycache_path(cache_home)
+    return write_keys(keycache_path(cache_home), issuer, jwks, valid_for, owner)
+
+
+def write_keys(path: Path, issuer: str, jwks: dict, valid_for: float = KEYCACHE_VALID,
+               owner: tuple[int, int] | None = None) -> Path:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     now = int(time.time())
     entry = json.dumps({"jwks": jwks, "next_update": now + int(valid_for), "expires": now + int(valid_for)})
@@ -39,6 +44,39 @@ def write_keycache(cache_home: Path, issuer: str, jwks: dict, valid_for: float =
         for p in (path.parent, path):
             os.chown(p, *owner)  # the plugin also writes to it (refresh bookkeeping)
     return path
+
+
+def keycache_recipe(own: str, public_keys: Path, trusted: list[str], ca_files: list[str]) -> str:
+    """What goes into the key cache, as text (a ConfigFile's fill): this facility's issuer with its
+    published keys (a file), and the trusted issuers, whose keys are fetched when it is made."""
+    return json.dumps({"issuers": [{"url": own, "keys": str(public_keys)}, *({"url": u} for u in trusted)],
+                       "ca_files": [str(c) for c in ca_files]}, indent=1)
+
+
+def make_keycache(recipe: str, path: Path, owner: tuple[int, int] | None = None,
+                  local=lambda p: Path(p)) -> list[str]:
+    """Write the key cache a recipe describes at path; returns warnings for issuers whose
+    keys could not be fetched (their tokens are refused there until the next try). local maps a
+    path of the recipe to where it is on this host."""
+    import httpx
+
+    from .validate import RemoteJwks
+    r = json.loads(recipe)
+    cas = [str(local(c)) for c in r.get("ca_files", [])]
+    warnings = []
+    for issuer in r["issuers"]:
+        if issuer.get("keys"):
+            entries = json.loads(local(issuer["keys"]).read_text())
+            jwks = {"keys": [e["jwk"] for e in entries if e["until"] is None or e["until"] > time.time()]}
+        else:
+            try:
+                jwks = RemoteJwks(issuer["url"], ca_file=cas).fetch_jwks()
+            except (httpx.HTTPError, ValueError, KeyError) as e:
+                warnings.append(f"keys of trusted issuer {issuer['url']} not loaded ({type(e).__name__}: {e}); "
+                                "its tokens are refused by the XCache until the next `afbox up`")
+                continue
+        write_keys(path, issuer["url"], jwks, owner=owner)
+    return warnings
 
 
 def scitokens_config(issuers: dict[str, str], audience: str | list[str], base_path: str = "/") -> str:

@@ -1,27 +1,41 @@
-"""The Backend protocol. A backend implements exactly:
+"""The Backend protocol: how a place runs a facility's ServiceSpecs. A backend never asks which
+service a spec is; everything it needs is in the spec (afbox.spec).
 
-- ``up(specs, timeout)``: start every spec not marked unavailable, each once its ``needs`` are
-  healthy, independent ones in parallel; yield Events as services start, become healthy or fail.
-  On a failure: stop everything it started, then raise ServiceFailed (name + log tail).
-- ``down()``: stop everything of this facility, leaving no process behind; yield Events.
-- ``running()``: whether this facility's services are placed right now.
-- ``status()``: one ServiceStatus per service.
-- ``log_path(name)``: the service's log file.
-- ``restart(name)``: stop and start one service.
-- ``update(specs, timeout)``: make the running facility match a new set of specs (scaling), leaving
+`lifecycle.up` asks, in this order:
+
+- ``site(facility) -> Site``: what only this place knows, found once: the facility as the place
+  allows it (the address other nodes reach, GPUs off where a scheduler hands them out), the host
+  to size for, and facts to keep (``facts``, JSON: a SLURM allocation). Nothing is kept on
+  ``self``: the facts travel in the Context (``ctx.site``) and the record.
+- ``view(ctx) -> Context``: the Context services render for, as they see the world there (k3s:
+  paths and addresses inside pods). Default: ``ctx``.
+- ``place(ctx, specs) -> specs``: pure; the specs as they run here (SLURM: one srun step for all
+  workers; k3s: addresses of other services by their DNS names, URLs through the ingress).
+- ``preflight(ctx, specs)``: refuse to start what cannot start (default: ports taken on this host).
+- ``up(ctx, specs)``: write each spec's files and dirs, start every spec not marked unavailable,
+  each once its ``needs`` are healthy (or started), independent ones in parallel; yield Events as
+  services start, become healthy or fail. On a failure: stop everything it started, raise
+  ServiceFailed (name + log tail).
+
+Then, on a running facility:
+
+- ``update(ctx, specs)``: make it match a new set of specs (scaling, named clusters), leaving
   unchanged services running; yield Events as ``up`` does.
-
-And, where it knows better than the defaults of ``Hooks``: ``adapt(fac)`` (the facility as this
-place allows it, e.g. SLURM's sizes per node), ``host()`` (the host to size for, None: this one),
-``place(ctx, specs)`` (the specs as they run here, e.g. one srun step for all workers) and
-``status_extra(rec)`` (keys added to `status`, e.g. the SLURM job).
+- ``down()``: stop everything of this facility, leaving no process behind; yield Events.
+- ``running()``, ``status() -> [ServiceStatus]``, ``log_path(name)``, ``restart(name)``.
+- ``status_extra(rec) -> dict``: keys added to `status` (SLURM: the job). Default: none.
+- ``check_environment(ctx, name, python_argv)``: refuse a named cluster's environment that cannot
+  run where its workers would (SLURM: on every node), yielding Events as it checks. Default: none.
+- ``named_clusters``: whether this place runs named clusters (afbox cluster up).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator, Protocol
+from typing import Any, Iterator, Protocol
 
+from .. import host as hostmod
+from ..errors import AfboxError
 from ..events import Event
 from ..facility import Facility
 from ..host import Host
@@ -43,33 +57,65 @@ class ServiceStatus:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class Site:
+    """Where the facility runs, as the backend found it."""
+    facility: Facility
+    host: Host
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
 class Hooks:
-    """What `lifecycle` asks every backend; most places need nothing of it."""
+    """The defaults: a facility on this host, as the user described it."""
+    named_clusters = True
 
-    def adapt(self, fac: Facility) -> Facility:
-        return fac
+    def site(self, fac: Facility) -> Site:
+        return Site(fac, hostmod.detect())
 
-    def host(self) -> Host | None:
-        return None
+    def view(self, ctx: Context) -> Context:
+        return ctx
 
     def place(self, ctx: Context, specs: list[ServiceSpec]) -> list[ServiceSpec]:
         return specs
 
-    def status_extra(self, rec: dict | None) -> dict:
+    def preflight(self, ctx: Context, specs: list[ServiceSpec]) -> None:
+        ports_free(ctx, specs)
+
+    def status_extra(self, rec) -> dict:
         return {}
+
+    def check_environment(self, ctx: Context, name: str, python_argv: tuple[str, ...]) -> Iterator[Event]:
+        return iter(())
+
+
+def ports_free(ctx: Context, specs: list[ServiceSpec]) -> None:
+    """Every port the specs listen on is free on this host; else which port, by what, and the flag."""
+    taken = []
+    for s in specs:
+        for label, port in s.ports if not s.unavailable else ():
+            if not hostmod.port_free(port, ctx.bind):
+                owner = hostmod.port_owner(port) or "another process"
+                taken.append(f"port {port} ({s.name} {label}) is in use by {owner}")
+    if taken:
+        base = ctx.base
+        raise AfboxError(taken[0], details=taken[1:],
+                         hint=f"choose other ports with --port-base (now {base}), e.g. --port-base {base + 100}")
 
 
 class Backend(Protocol):
     name: str
+    named_clusters: bool
 
-    def up(self, specs: list[ServiceSpec], timeout: float) -> Iterator[Event]: ...
+    def site(self, fac: Facility) -> Site: ...
+    def view(self, ctx: Context) -> Context: ...
+    def place(self, ctx: Context, specs: list[ServiceSpec]) -> list[ServiceSpec]: ...
+    def preflight(self, ctx: Context, specs: list[ServiceSpec]) -> None: ...
+    def up(self, ctx: Context, specs: list[ServiceSpec]) -> Iterator[Event]: ...
+    def update(self, ctx: Context, specs: list[ServiceSpec]) -> Iterator[Event]: ...
     def down(self) -> Iterator[Event]: ...
     def running(self) -> bool: ...
     def status(self) -> list[ServiceStatus]: ...
     def log_path(self, name: str) -> Path: ...
     def restart(self, name: str) -> None: ...
-    def update(self, specs: list[ServiceSpec], timeout: float) -> Iterator[Event]: ...
-    def adapt(self, fac: Facility) -> Facility: ...
-    def host(self) -> Host | None: ...
-    def place(self, ctx: Context, specs: list[ServiceSpec]) -> list[ServiceSpec]: ...
-    def status_extra(self, rec: dict | None) -> dict: ...
+    def status_extra(self, rec) -> dict: ...
+    def check_environment(self, ctx: Context, name: str, python_argv: tuple[str, ...]) -> Iterator[Event]: ...

@@ -6,18 +6,18 @@ from pathlib import Path
 
 import click
 
-from .. import cache, render
+from .. import cache, record
 from ..errors import AfboxError
-from ..naming import resolve_name
-from ..state import FacilityState
+from ..state import FacilityState, resolve_name
+from . import render
 from .options import name_option
 
 
 def _cache_of(name: str | None) -> tuple[Path, int]:
     state = FacilityState(resolve_name(name))
-    rec = state.read()
+    rec = record.read(state)
     if rec:
-        return Path(rec["cache_dir"]), rec["cache_size"]
+        return Path(rec.cache_dir), rec.cache_size
     raise AfboxError(f"facility {state.name!r} is not running, so its cache location is not known",
                      hint="start it with afbox up (the cache dir is kept across down/up)")
 

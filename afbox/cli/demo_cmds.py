@@ -29,7 +29,7 @@ def data(name, events, files, seed):
     t0 = time.monotonic()
     paths = write_dataset(out, events=events, files=files, seed=seed)
     for p in [out, *out.parents]:
-        if p == Path(rec["origin_dir"]).parent:
+        if p == Path(rec.origin_dir).parent:
             break
         p.chmod(0o755)  # the origin's xrootd may run as its own user
     size = sum(p.stat().st_size for p in paths)
@@ -56,21 +56,21 @@ def run(name, direct, step_size, output):
 
     rec = running_record(name)
     urls, via = dataset_urls(rec, direct=direct)
-    sched = rec["services"]["dask-scheduler"]["urls"]["scheduler"]
+    sched = rec.urls()["scheduler"]
     click.echo(f"{len(urls)} files through the {via}; Dask at {sched}")
     from .. import security
-    with Client(sched, timeout=30, security=security(rec["facility"])) as client:
+    with Client(sched, timeout=30, security=security(rec.facility)) as client:
         def progress(done, total):
             click.echo(f"\r  chunks {done}/{total}", nl=done == total)
         result = analysis.run(urls, client=client, step_size=step_size, on_chunk=progress)
-    outdir = Path(output) if output else Path(rec["workdir"]) / "agc_output"
+    outdir = Path(output) if output else Path(rec.workdir) / "agc_output"
     result.save(outdir)
     for line in result.summary_lines():
         click.echo(line)
     click.echo(f"histograms and plots: {outdir}")
-    nb = Path(rec["workdir"]) / "agc_demo.ipynb"
+    nb = Path(rec.workdir) / "agc_demo.ipynb"
     if not nb.exists():
-        write_notebook(rec["workdir"], urls)
+        write_notebook(rec.workdir, urls)
         click.echo(f"notebook: {nb}")
 
 

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import click
 
-from .. import host as hostmod, render
+from .. import host as hostmod
+from . import render
 from ..facility import load
-from ..sizing import dask_size
+from ..services.sizing import dask_size
 
 WHY = {"xrootd": "XCache", "xrdcp": "copying root:// files by hand", "k3s": "the k3s backend",
        "docker": "the docker backend", "apptainer": "containers on HPC", "srun": "HPC (SLURM) mode",

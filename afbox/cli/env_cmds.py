@@ -6,7 +6,9 @@ import time
 
 import click
 
-from .. import clusters, envs, render
+from .. import envs
+from ..lifecycle import clusters
+from . import render
 from .options import name_option
 
 

@@ -6,11 +6,11 @@ import time
 
 import click
 
-from .. import events as ev, lifecycle, render
+from .. import events as ev, lifecycle, record
 from ..errors import AfboxError, ServiceFailed
-from ..facility import load, profiles
-from ..naming import resolve_name
-from ..state import FacilityState, known_facilities
+from ..facility import BACKENDS, load, profiles
+from ..state import FacilityState, known_facilities, resolve_name
+from . import render
 from .options import name_option
 
 
@@ -32,7 +32,7 @@ def _print_events(stream) -> None:
 @click.option("--workdir", type=click.Path(file_okay=False), help="Where notebooks and outputs live.")
 @click.option("--require", multiple=True, type=click.Choice(["xcache", "jupyter", "dask"]),
               help="Fail instead of running without this service.")
-@click.option("--backend", type=click.Choice(["local", "slurm", "k3s"]),
+@click.option("--backend", type=click.Choice(list(BACKENDS)),
               help="Where services run (default from the profile; slurm is chosen inside an allocation).")
 @click.option("--dry-run", is_flag=True, help="k3s: write the manifests to --output instead of applying them.")
 @click.option("--output", "-o", type=click.Path(file_okay=False), help="Directory for --dry-run manifests.")
@@ -64,23 +64,28 @@ def up(profile, config, name, workers, threads, gpus, origin, port_base, workdir
     if dry_run:
         from .k3s_cmds import dry_run as k3s_dry_run
         return k3s_dry_run(fac, output)
-    if submit:
-        from .slurm_cmds import submit_and_wait
-        return submit_and_wait(fac, profile, config)
     click.echo(f"afbox: facility {fac.name!r}, profile {profile}")
     t0 = time.monotonic()
-    try:
-        _print_events(lifecycle.up(fac))
-    except ServiceFailed as e:
-        click.echo(render.event_line(ev.Event(ev.FAILED, e.service, e.reason)))
-        click.echo("everything this run started has been stopped")
-        raise
-    rec = FacilityState(fac.name).read()
-    click.echo(f"\nfacility {fac.name!r} is up ({time.monotonic() - t0:.1f}s):")
-    for line in render.urls_text(lifecycle.urls(rec), lifecycle.jupyter_login_url(rec), bool(rec.get("auth"))):
+    if submit:
+        from ..backends.slurm.submit import submit_and_wait
+        _print_events(submit_and_wait(fac))
+    else:
+        try:
+            _print_events(lifecycle.up(fac))
+        except ServiceFailed as e:
+            click.echo(render.event_line(ev.Event(ev.FAILED, e.service, e.reason)))
+            click.echo("everything this run started has been stopped")
+            raise
+    rec = record.read(FacilityState(fac.name))
+    where = f" in SLURM job {rec.site['allocation']['job_id']}" if submit and rec.site.get("allocation") else ""
+    click.echo(f"\nfacility {fac.name!r} is up{where} ({time.monotonic() - t0:.1f}s):")
+    for line in render.urls_text(rec.urls(), lifecycle.jupyter_login_url(rec), bool(rec.auth)):
         click.echo(line)
-    click.echo(f"  workdir         {rec['workdir']}")
-    click.echo("\nin a notebook:   import afbox; client = afbox.client()")
+    click.echo(f"  workdir         {rec.workdir}")
+    if submit:
+        click.echo(f"\nwhen done: afbox down --name {fac.name}   (cancels the job)")
+    else:
+        click.echo("\nin a notebook:   import afbox; client = afbox.client()")
 
 
 @click.command()
@@ -103,7 +108,7 @@ def status(name, as_json):
         click.echo("no facility is running (start one with: afbox up)")
         return
     if as_json:
-        click.echo(json.dumps(st, indent=2, sort_keys=True))
+        click.echo(json.dumps(st.to_dict(), indent=2, sort_keys=True))
         return
     for line in render.status_text(st):
         click.echo(line)
@@ -117,11 +122,7 @@ def status(name, as_json):
 def logs(service, name, follow, lines):
     """Show one service's log (supervisord for the supervisor's own)."""
     state = FacilityState(resolve_name(name))
-    path = state.logs / f"{service}.log"
-    rec = state.read()
-    if rec and rec.get("backend") == "k3s" and service in rec.get("services", {}):
-        from ..backends import get
-        path = get("k3s", state).log_path(service)  # fetched from the pod with kubectl logs
+    path = lifecycle.log_path(state.name, service)
     if not path.exists():
         known = sorted(p.stem for p in state.logs.glob("*.log")) if state.logs.exists() else []
         raise AfboxError(f"no log for service {service!r} in facility {state.name!r}",
@@ -153,8 +154,8 @@ def restart(service, name):
 def scale(name, workers, jobs):
     """Add or remove Dask workers of the running facility."""
     if jobs:
-        from .slurm_cmds import scale_jobs
-        return scale_jobs(resolve_name(name), jobs)
+        from ..backends.slurm.submit import scale_jobs
+        return _print_events(scale_jobs(resolve_name(name), jobs))
     if workers is None:
         raise click.UsageError("give --workers N (or, on SLURM, --jobs K)")
     _print_events(lifecycle.scale(resolve_name(name), workers))

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import click
 
-from .. import k3s as k3smod
+from ..backends.k3s import install as k3smod
+from ..backends.k3s.kubectl import K3s
 from ..errors import AfboxError
 from ..state import state_root
 
@@ -16,13 +17,14 @@ from ..state import state_root
 def dry_run(fac, output) -> None:
     """Render every object without a cluster: one file per object in DIR, or YAML on stdout.
     Secrets are written with empty values (`afbox up` fills them); no key reaches the files."""
-    from .. import k8s, lifecycle
+    from .. import lifecycle
+    from ..backends.k3s import manifests as k8s
     from ..errors import ConfigError
     if fac.facility.backend != "k3s":
         raise ConfigError("--dry-run renders Kubernetes manifests: use it with --backend k3s",
                           hint="afbox up --backend k3s --dry-run -o manifests/")
-    _, devices = lifecycle.detect_gpus(fac)
-    objs = k8s.render(lifecycle.context(fac, gpus=devices))
+    _, ctx, specs = lifecycle.placed(fac)
+    objs = k8s.render(ctx, specs)
     if not output:
         click.echo(k8s.dump(objs), nl=False)
         return
@@ -91,7 +93,7 @@ def k3s_group():
 def install(bundle, yes, timeout, bin_dir, data_dir):
     """Install k3s as a server on this machine and wait for its node to be Ready."""
     binary = _install("server", bundle, bin_dir, data_dir, yes)
-    nodes = k3smod.K3s(str(binary)).wait_node_ready(timeout)
+    nodes = K3s(str(binary)).wait_node_ready(timeout)
     click.echo(f"k3s is up: node(s) Ready: {', '.join(nodes)}")
     click.echo(f"join other machines with: afbox join --server https://<this host>:6443 --token-file <copy of "
                f"{k3smod.token_path(Path(data_dir))}>")
@@ -129,17 +131,14 @@ def uninstall(yes):
 @click.option("--yes", "-y", is_flag=True, help="Do not ask.")
 def purge(name, yes):
     """Delete the facility's namespace WITH its volumes: notebooks, cached and origin data."""
-    from ..backends.k3s import K3sBackend
-    from ..naming import resolve_name
-    from ..render import event_line
-    from ..state import FacilityState
-    state = FacilityState(resolve_name(name))
-    be = K3sBackend(state)
+    from .. import lifecycle
+    from ..state import resolve_name
+    from .render import event_line
+    name = resolve_name(name)
     if not yes:
-        click.confirm(f"delete namespace {be.namespace} with the notebooks and data in its volumes?", abort=True)
-    for e in be.purge():
+        click.confirm(f"delete facility {name!r}'s namespace with the notebooks and data in its volumes?", abort=True)
+    for e in lifecycle.purge(name):
         click.echo(event_line(e))
-    state.clear()
 
 
 @click.command()

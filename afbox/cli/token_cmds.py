@@ -8,23 +8,24 @@ from pathlib import Path
 
 import click
 
+from .. import record
 from ..errors import AfboxError
-from ..facility import parse_duration
-from ..naming import resolve_name
-from ..state import FacilityState
+from ..record import FacilityRecord
+from ..state import FacilityState, resolve_name
+from ..units import parse_duration
 from .options import name_option
 
 DEFAULT_SCOPE = "compute.create jupyter.access storage.read:/"
 MAX_LIFETIME = 7 * 86400  # an old key stays published this long after rotate-key
 
 
-def _auth(name: str | None) -> dict:
+def _record(name: str | None) -> FacilityRecord:
     state = FacilityState(resolve_name(name))
-    rec = state.read()
-    if not rec or not rec.get("auth"):
+    rec = record.read(state)
+    if not rec or not rec.auth:
         raise AfboxError(f"facility {state.name!r} is not running with auth",
                          hint="start it with `afbox up` (its identity is created on the first up)")
-    return rec["auth"]
+    return rec
 
 
 @click.group("token", invoke_without_command=True)
@@ -60,11 +61,11 @@ def token_group(ctx, name, scope, lifetime, audience, subject, inspect_token, ex
     seconds = parse_duration(lifetime)
     if seconds > MAX_LIFETIME:
         raise AfboxError(f"lifetime {lifetime} is longer than 7d", hint="ask for a new token when it runs out")
-    auth = _auth(name)
+    auth = _record(name).auth
     from ..auth.identity import load
-    identity = load(Path(auth["identity_dir"]))
-    click.echo(tokens.mint(identity, auth["issuer"], subject or getpass.getuser(), scope,
-                           audience or auth["issuer"], lifetime=seconds))
+    identity = load(Path(auth.identity_dir))
+    click.echo(tokens.mint(identity, auth.issuer, subject or getpass.getuser(), scope,
+                           audience or auth.issuer, lifetime=seconds))
 
 
 @token_group.command("rotate-key")
@@ -72,11 +73,11 @@ def token_group(ctx, name, scope, lifetime, audience, subject, inspect_token, ex
 def rotate_key(name):
     """Start signing with a new key; the old one stays published until its tokens have expired."""
     from ..auth.identity import rotate_key as rotate
-    auth = _auth(name)
-    identity = rotate(Path(auth["identity_dir"]), keep_for=MAX_LIFETIME)
+    rec = _record(name)
+    identity = rotate(Path(rec.auth.identity_dir), keep_for=MAX_LIFETIME)
     click.echo(f"signing key rotated: new key id {identity.kid}; the previous key stays published for 7 days")
-    from ..auth.setup import rewrite_keycache
-    if rewrite_keycache({"auth": auth}):
+    from ..lifecycle.credentials import rewrite_keycache
+    if rewrite_keycache(rec):
         click.echo("the XCache knows the new key")
 
 

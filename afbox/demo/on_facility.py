@@ -3,30 +3,31 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .. import record
 from ..errors import AfboxError
-from ..naming import resolve_name
-from ..state import FacilityState
+from ..record import FacilityRecord
+from ..state import FacilityState, resolve_name
 
 DATASET = Path("demo") / "ttbar"
 
 
-def running_record(name: str | None) -> dict:
+def running_record(name: str | None) -> FacilityRecord:
     state = FacilityState(resolve_name(name))
-    rec = state.read()
+    rec = record.read(state)
     if not rec:
         raise AfboxError(f"facility {state.name!r} is not running", hint="start it with: afbox up")
     return rec
 
 
-def datasets_root(rec: dict) -> Path:
-    if not rec.get("origin_dir"):
+def datasets_root(rec: FacilityRecord) -> Path:
+    if not rec.origin_dir:
         raise AfboxError("this facility reads from a remote origin, so afbox cannot place demo data there",
                          hint="run the demo on a facility with its own origin: `afbox up` without --origin, "
                               "or set [origin] enabled = true")
-    return Path(rec["origin_dir"]) / DATASET
+    return Path(rec.origin_dir) / DATASET
 
 
-def new_dataset_dir(rec: dict, events: int, files: int, seed: int) -> Path:
+def new_dataset_dir(rec: FacilityRecord, events: int, files: int, seed: int) -> Path:
     """One folder per (events, files, seed): same parameters give the same bytes, and files with
     other contents get other names, so the XCache never serves a stale copy."""
     name = f"{events}ev-{files}f-seed{seed}"
@@ -35,7 +36,7 @@ def new_dataset_dir(rec: dict, events: int, files: int, seed: int) -> Path:
     return datasets_root(rec) / name
 
 
-def dataset_dir(rec: dict) -> Path:
+def dataset_dir(rec: FacilityRecord) -> Path:
     """The dataset `afbox demo data` wrote last."""
     current = datasets_root(rec) / "CURRENT"
     if not current.exists():
@@ -43,7 +44,7 @@ def dataset_dir(rec: dict) -> Path:
     return datasets_root(rec) / current.read_text().strip()
 
 
-def dataset_urls(rec: dict, direct: bool = False) -> tuple[list[str], str]:
+def dataset_urls(rec: FacilityRecord, direct: bool = False) -> tuple[list[str], str]:
     """URLs of the demo files through the XCache (or straight from the origin); and which way."""
     from .data import dataset_manifest
 
@@ -51,8 +52,8 @@ def dataset_urls(rec: dict, direct: bool = False) -> tuple[list[str], str]:
     files = dataset_manifest(folder)
     if not files:
         raise AfboxError(f"the demo dataset in {folder} is empty", hint="write it again with: afbox demo data")
-    services = rec["services"]
-    use_cache = not direct and "xcache" in services and not services["xcache"].get("unavailable")
-    base = services["xcache"]["urls"]["root"] if use_cache else services["origin"]["urls"]["root"]
-    rel = folder.relative_to(rec["origin_dir"])
+    services = rec.services
+    use_cache = not direct and "xcache" in services and not services["xcache"].unavailable
+    base = services["xcache"].urls["root"] if use_cache else services["origin"].urls["root"]
+    rel = folder.relative_to(rec.origin_dir)
     return [f"{base.rstrip('/')}//{rel}/{f.path.name}" for f in files], "xcache" if use_cache else "origin"

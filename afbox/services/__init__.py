@@ -1,28 +1,23 @@
-"""Services: each module turns the facility spec into ServiceSpecs; rendering is pure."""
+"""Services: each module turns the facility spec into ServiceSpecs that say all its facts.
+
+A service module has `NAME`, `enabled(facility) -> bool` and `render(ctx) -> list[ServiceSpec]`
+(pure). REGISTRY lists them in the order they come up when nothing else decides. Adding a service
+is one module, one line here and one section of the facility file (afbox/facility.py).
+"""
 from __future__ import annotations
 
+from ..runtimes import binds, wrap_specs
 from ..spec import ServiceSpec
-from .context import Context
 from . import dask, gateway, issuer, jupyter, origin, xcache
+from .context import Context
+
+REGISTRY = [issuer, dask, gateway, jupyter, xcache, origin]
 
 
 def render(ctx: Context) -> list[ServiceSpec]:
-    specs: list[ServiceSpec] = []
-    if ctx.facility.auth.enabled:
-        specs.append(issuer.render(ctx))
-    specs += dask.render(ctx)
-    if ctx.facility.gateway.enabled and ctx.facility.auth.enabled:
-        specs.append(gateway.render(ctx))
-    if ctx.facility.jupyter.enabled:
-        specs.append(jupyter.render(ctx))
-    if ctx.facility.xcache.enabled:
-        specs.append(xcache.render(ctx))
-    if ctx.facility.local_origin:
-        specs.append(origin.render(ctx))
-    return in_runtime(ctx, specs)
-
-
-def in_runtime(ctx: Context, specs: list[ServiceSpec]) -> list[ServiceSpec]:
-    """Every service inside the facility's container runtime (`[runtime]`), if it has one."""
-    from ..runtimes import binds, wrap_specs
+    """Every enabled service's specs, inside the facility's container runtime if it has one."""
+    specs = [s for module in REGISTRY if module.enabled(ctx.facility) for s in module.render(ctx)]
     return wrap_specs(ctx.facility.runtime, specs, binds=binds(ctx), bin_dir=ctx.bin_dir)
+
+
+__all__ = ["REGISTRY", "Context", "render"]

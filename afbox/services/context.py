@@ -1,13 +1,14 @@
 """Everything a service's rendering may depend on, gathered once so rendering stays pure."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..facility import Facility
-from ..gpu_model import Device
-from ..sizing import DaskSize
+from ..gpu.model import Device
 from ..state import FacilityState
+from .sizing import DaskSize
 
 
 @dataclass(frozen=True)
@@ -24,14 +25,23 @@ class Context:
     as_root: bool = False
     gpus: tuple[Device, ...] = ()  # devices that get a GPU worker each
     origin_dir: Path = Path("/nonexistent")  # data the facility's own origin serves
+    # the backend's own facts about where the facility runs (a SLURM allocation); kept in the record
+    site: dict[str, Any] = field(default_factory=dict)
+    # where people reach exposed ports when not at bind:port (k3s: the ingress host)
+    ingress_host: str = ""
 
     @property
     def dask_tls(self) -> dict[str, str] | None:
         """CA, cert and key that scheduler, workers and clients present to each other (mutual TLS)."""
         if not self.facility.auth.enabled:
             return None
-        d = self.state.secrets / "identity"
+        d = self.identity_dir
         return {"ca": str(d / "ca.pem"), "cert": str(d / "dask.pem"), "key": str(d / "dask-key.pem")}
+
+    @property
+    def identity_dir(self) -> Path:
+        """The facility's signing key, CA and certificates (see afbox.auth.identity)."""
+        return self.state.secrets / "identity"
 
     @property
     def token_file(self) -> Path:
@@ -49,7 +59,7 @@ class Context:
     @property
     def ca_dir(self) -> Path:
         """The facility CA as a hashed dir: xrootd clients read only those, not a CA file."""
-        return self.state.secrets / "identity" / "ca-hashed"
+        return self.identity_dir / "ca-hashed"
 
     @property
     def base(self) -> int:
@@ -62,3 +72,10 @@ class Context:
     @property
     def jupyter_token_file(self) -> Path:
         return self.state.secrets / "jupyter_token"
+
+    def public_url(self, port: int, subdomain: str = "", path: str = "") -> str:
+        """The address a person's browser opens for a port (exposed with this subdomain)."""
+        if self.ingress_host:
+            host = f"{subdomain}.{self.ingress_host}" if subdomain else self.ingress_host
+            return f"https://{host}{path}"
+        return f"http://{self.bind}:{port}{path}"

@@ -1,13 +1,18 @@
-"""dask-scheduler and one supervised dask-worker-N per worker (each with its nanny)."""
+"""dask-scheduler and one supervised dask-worker-N per worker (each with its nanny), plus one
+single-threaded worker per GPU."""
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
+from ..facility import Facility
 from ..ports import PER_WORKER, WORKER_FIRST, port
-from ..spec import HealthCheck, ServiceSpec
+from ..spec import Expose, HealthCheck, ServiceSpec
 from .context import Context
 
-SCHEDULER = "dask-scheduler"
+NAME = SCHEDULER = "dask-scheduler"
+WORKER, GPU_WORKER = "dask-worker", "dask-gpu"   # groups of identical workers
+DASHBOARD_SUBDOMAIN = "dask"                      # where people reach the dashboard behind an ingress
+PRELOAD = "afbox.plugins.dask_dashboard"
 
 
 @dataclass(frozen=True)
@@ -20,6 +25,11 @@ class Place:
     dashboard_port: int
     first_worker_port: int       # workers take PER_WORKER ports each from here
     extra_args: tuple[str, ...] = ()
+    worker_group: str = WORKER
+
+
+def enabled(fac: Facility) -> bool:
+    return True
 
 
 def default_place(ctx: Context) -> Place:
@@ -59,6 +69,11 @@ def dashboard_url(ctx: Context) -> str:
     return f"http://{ctx.bind}:{port(ctx.base, 'dashboard')}/status"
 
 
+def dashboard_link(ctx: Context) -> str:
+    """The dashboard as a person's browser opens it."""
+    return ctx.public_url(port(ctx.base, "dashboard"), DASHBOARD_SUBDOMAIN, "/status")
+
+
 def guarded(ctx: Context, pl: Place) -> bool:
     """Dashboards ask for a facility token, where afbox's own Python runs them (a named cluster's
     environment may lack what the check needs)."""
@@ -70,7 +85,7 @@ def guard(ctx: Context, pl: Place) -> tuple[tuple[str, ...], tuple[tuple[str, st
     if not guarded(ctx, pl):
         return (), ()
     from .issuer import validator_env
-    return ("--preload", "afbox.auth.dask_dashboard"), validator_env(ctx)
+    return ("--preload", PRELOAD), validator_env(ctx)
 
 
 def auth_headers(ctx: Context) -> tuple[tuple[str, str], ...]:
@@ -82,6 +97,12 @@ def auth_headers(ctx: Context) -> tuple[tuple[str, str], ...]:
 def bearer(state) -> tuple[tuple[str, str], ...]:
     """The same for checks made outside rendering, from the facility's state."""
     return (("bearer-file", str(state.token_file)),) if state.token_file.exists() else ()
+
+
+def joined_check(host: str, dashboard_port: int, worker_name: str, auth: tuple = ()) -> HealthCheck:
+    """Healthy once the scheduler (its dashboard's identity) lists the worker of this name."""
+    return HealthCheck("dask-worker", host=host, port=dashboard_port, path="/json/identity.json",
+                       headers=(("worker-name", worker_name), *auth))
 
 
 def render(ctx: Context) -> list[ServiceSpec]:
@@ -97,46 +118,60 @@ def scheduler(ctx: Context, place: Place | None = None) -> ServiceSpec:
     argv = (f"{pl.bin_dir}/dask", "scheduler", "--host", ctx.bind, "--port", str(pl.scheduler_port),
             "--dashboard-address", f"{ctx.bind}:{dash}", "--no-show", *tls_args(ctx), *guard_args,
             *pl.extra_args)
+    own = pl.scheduler == SCHEDULER
     return ServiceSpec(
         name=pl.scheduler, argv=argv,
         ports=(("scheduler", pl.scheduler_port), ("dashboard", dash)),
         health=HealthCheck("http", host=ctx.bind, port=dash, path="/health"),
         urls=(("scheduler", address(ctx, pl.scheduler_port)), ("dashboard", f"http://{ctx.bind}:{dash}/status")),
-        cpus=0.5, env=(*tls_env(ctx), *guard_env),
+        cpus=0.5, env=(*tls_env(ctx), *guard_env), primary="scheduler", singleton=True,
+        links=(("scheduler", "scheduler"), ("dashboard", "dashboard")) if own else (),
+        expose=(Expose("dashboard", DASHBOARD_SUBDOMAIN, "dashboard", "/status"),) if own else (),
     )
+
+
+def worker_command(ctx: Context, pl: Place, threads: int, scheduler: str | None = None, *,
+                   name: tuple[str, ...] = (), where: tuple[str, ...] = (),
+                   extra: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """`dask worker` joining pl's scheduler (or `scheduler`) with the facility's size, TLS and token
+    check. name and where (host, ports, scratch) are left out where a launcher adds them per task."""
+    guard_args, _ = guard(ctx, pl)
+    return (f"{pl.bin_dir}/dask", "worker", scheduler or address(ctx, pl.scheduler_port), *name,
+            "--nworkers", "1", "--nthreads", str(threads), "--memory-limit", str(ctx.dask.memory_limit), "--nanny",
+            *where, *tls_args(ctx), *guard_args, *extra)
+
+
+def worker_env(ctx: Context, pl: Place) -> tuple[tuple[str, str], ...]:
+    return (("OMP_NUM_THREADS", "1"), ("MALLOC_TRIM_THRESHOLD_", "65536"), *tls_env(ctx, client=True),
+            *ctx.data_env, *guard(ctx, pl)[1])
 
 
 def gpu_worker(ctx: Context, k: int, dev) -> ServiceSpec:
     """One single-threaded worker per GPU (or MIG instance), pinned to it by UUID."""
     visible = "ROCR_VISIBLE_DEVICES" if dev.vendor == "amd" else "CUDA_VISIBLE_DEVICES"
-    base = worker(ctx, ctx.dask.workers + k, name=f"dask-gpu-{k}", worker_name=f"gpu-{k}", threads=1,
-                  extra=("--resources", "GPU=1"))
-    return replace(base, env=(*base.env, (visible, dev.uuid or str(dev.gpu_index))), cpus=1)
+    return worker(ctx, ctx.dask.workers + k, name=f"{GPU_WORKER}-{k}", worker_name=f"gpu-{k}", threads=1,
+                  extra=("--resources", "GPU=1"), group=GPU_WORKER, gpu=dev.vendor,
+                  env=((visible, dev.uuid or str(dev.gpu_index)),))
 
 
 def worker(ctx: Context, index: int, name: str | None = None, worker_name: str | None = None,
-           threads: int | None = None, extra: tuple[str, ...] = (), place: Place | None = None) -> ServiceSpec:
+           threads: int | None = None, extra: tuple[str, ...] = (), place: Place | None = None,
+           group: str | None = None, gpu: str = "", env: tuple[tuple[str, str], ...] = ()) -> ServiceSpec:
     pl = place or default_place(ctx)
-    name = name or f"dask-worker-{index + 1}"
+    name = name or f"{pl.worker_group}-{index + 1}"
     worker_name = worker_name or name
     threads = threads or ctx.dask.threads
     first = pl.first_worker_port + PER_WORKER * index
     p = {"nanny": first, "worker": first + 1, "worker-dashboard": first + 2}
     local_dir = ctx.state.run / name
-    guard_args, guard_env = guard(ctx, pl)
-    argv = (f"{pl.bin_dir}/dask", "worker", address(ctx, pl.scheduler_port),
-            "--name", worker_name, "--nworkers", "1", "--nthreads", str(threads),
-            "--memory-limit", str(ctx.dask.memory_limit), "--nanny",
-            "--host", ctx.bind, "--nanny-port", str(p["nanny"]), "--worker-port", str(p["worker"]),
-            "--dashboard-address", f"{ctx.bind}:{p['worker-dashboard']}",
-            "--local-directory", str(local_dir), *tls_args(ctx), *guard_args, *extra)
+    where = ("--host", ctx.bind, "--nanny-port", str(p["nanny"]), "--worker-port", str(p["worker"]),
+             "--dashboard-address", f"{ctx.bind}:{p['worker-dashboard']}", "--local-directory", str(local_dir))
+    argv = worker_command(ctx, pl, threads, name=("--name", worker_name), where=where, extra=extra)
     return ServiceSpec(
         name=name, argv=argv, ports=tuple(p.items()), needs=(pl.scheduler,), needs_state="started",
         # Healthy only once the scheduler lists it, not merely when the process runs.
-        health=HealthCheck("dask-worker", host=ctx.bind, port=pl.dashboard_port,
-                           path="/json/identity.json",
-                           headers=(("worker-name", worker_name), *auth_headers(ctx))),
-        cpus=threads, memory=ctx.dask.memory_limit, state_dirs=(str(local_dir),),
-        env=(("OMP_NUM_THREADS", "1"), ("MALLOC_TRIM_THRESHOLD_", "65536"), *tls_env(ctx, client=True),
-             *ctx.data_env, *guard_env),
+        health=joined_check(ctx.bind, pl.dashboard_port, worker_name, auth_headers(ctx)),
+        cpus=1 if gpu else threads, memory=ctx.dask.memory_limit, state_dirs=(str(local_dir),),
+        env=(*worker_env(ctx, pl), *env), replica_of=group or pl.worker_group, gpu=gpu,
+        task=worker_command(ctx, pl, threads),
     )

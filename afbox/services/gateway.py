@@ -1,17 +1,22 @@
 """The Dask gateway: dask-gateway-server creating clusters on demand for holders of a facility token.
 
 Bound to the facility's host and ports (proxy for HTTP and for schedulers, private API); its clusters
-take ports from a window of the facility's range (afbox.gateway_backend).
+take ports from a window of the facility's range (afbox.plugins.gateway_backend).
 """
 from __future__ import annotations
 
+from ..facility import Facility
 from ..ports import GATEWAY_FIRST, GATEWAY_SIZE, port
-from ..spec import HealthCheck, ServiceSpec
-from . import issuer
+from ..spec import ConfigFile, HealthCheck, ServiceSpec
+from . import dask, issuer
 from .context import Context
 
 NAME = "gateway"
 MAX_WORKERS = 8  # per cluster: the port slot of each cluster holds 8 workers
+
+
+def enabled(fac: Facility) -> bool:
+    return fac.gateway.enabled and fac.auth.enabled
 
 
 def config_path(ctx: Context):
@@ -30,15 +35,15 @@ def config_text(ctx: Context) -> str:
     b = ctx.bind
     settings = {
         "DaskGateway.address": f"{b}:{port(ctx.base, 'gateway-api')}",
-        "DaskGateway.authenticator_class": "afbox.auth.gateway_auth.FacilityAuthenticator",
-        "DaskGateway.backend_class": "afbox.gateway_backend.FacilityBackend",
+        "DaskGateway.authenticator_class": "afbox.plugins.gateway_auth.FacilityAuthenticator",
+        "DaskGateway.backend_class": "afbox.plugins.gateway_backend.FacilityBackend",
         "Proxy.address": f"{b}:{port(ctx.base, 'gateway')}",
         "Proxy.tcp_address": f"{b}:{port(ctx.base, 'gateway-scheduler')}",
         "FacilityBackend.port_first": ctx.base + GATEWAY_FIRST,
         "FacilityBackend.port_count": GATEWAY_SIZE,
         "FacilityBackend.clusters_directory": str(ctx.state.run / "gateway-clusters"),
         # its clusters' dashboards ask for a facility token like the facility's own
-        "ClusterConfig.scheduler_cmd": [f"{ctx.bin_dir}/dask", "scheduler", "--preload", "afbox.auth.dask_dashboard"],
+        "ClusterConfig.scheduler_cmd": [f"{ctx.bin_dir}/dask", "scheduler", "--preload", dask.PRELOAD],
         "ClusterConfig.worker_cmd": [f"{ctx.bin_dir}/dask", "worker"],
         "ClusterConfig.worker_cores": ctx.dask.threads,
         "ClusterConfig.worker_threads": ctx.dask.threads,
@@ -52,14 +57,16 @@ def config_text(ctx: Context) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render(ctx: Context) -> ServiceSpec:
+def render(ctx: Context) -> list[ServiceSpec]:
     p = port(ctx.base, NAME)
-    return ServiceSpec(
+    return [ServiceSpec(
         name=NAME, argv=(f"{ctx.bin_dir}/dask-gateway-server", "-f", str(config_path(ctx))),
         env=issuer.validator_env(ctx),
         ports=(("http", p), ("scheduler-proxy", port(ctx.base, "gateway-scheduler")),
                ("api", port(ctx.base, "gateway-api"))),
         health=HealthCheck("http", host=ctx.bind, port=p, path="/api/health"),
-        urls=(("gateway", address(ctx)), ("proxy", proxy_address(ctx))),
+        urls=(("gateway", address(ctx)), ("proxy", proxy_address(ctx))), primary="gateway",
+        links=(("gateway", "gateway"),),
         state_dirs=(str(ctx.state.run / "gateway-clusters"),),
-    )
+        files=(ConfigFile(str(config_path(ctx)), config_text(ctx)),),
+    )]

@@ -5,12 +5,18 @@ dir are served at root://localhost:PORT//path and read by users through the XCac
 """
 from __future__ import annotations
 
+from ..facility import Facility
 from ..ports import port
-from ..spec import HealthCheck, ServiceSpec
+from ..spec import ConfigFile, HealthCheck, ServiceSpec, Volume
+from ..units import parse_size
 from .context import Context
 from .xcache import INSTALL_HINT, xrootd_argv
 
 NAME = "origin"
+
+
+def enabled(fac: Facility) -> bool:
+    return fac.local_origin
 
 
 def config_path(ctx: Context):
@@ -33,13 +39,16 @@ def config_text(ctx: Context) -> str:
     ]) + "\n"
 
 
-def render(ctx: Context) -> ServiceSpec:
+def render(ctx: Context) -> list[ServiceSpec]:
     p = port(ctx.base, NAME)
     argv = xrootd_argv(ctx, config_path(ctx), f"afbox-{ctx.facility.name}-origin")
-    return ServiceSpec(
+    return [ServiceSpec(
         name=NAME, argv=argv, ports=(("xroot", p),),
         health=HealthCheck("xrootd", host="127.0.0.1", port=p),
-        urls=(("root", f"root://localhost:{p}/"), ("data_dir", str(ctx.origin_dir))),
-        state_dirs=(str(ctx.origin_dir), str(admin_dir(ctx))),
+        urls=(("root", f"root://localhost:{p}/"), ("data_dir", str(ctx.origin_dir))), primary="root",
+        state_dirs=(str(ctx.xrootd_dir), str(admin_dir(ctx))),
+        volumes=(Volume("data", str(ctx.origin_dir), parse_size(ctx.facility.k3s.origin_size), read_only=True),),
+        files=(ConfigFile(str(config_path(ctx)), config_text(ctx)),), image_role="xrootd",
+        run_as=ctx.xrootd_user or "",
         unavailable=None if ctx.xrootd else f"xrootd is not installed; {INSTALL_HINT}",
-    )
+    )]

@@ -1,15 +1,25 @@
 """XCache: xrootd as a caching proxy (pss + pfc) in front of the facility's data origin."""
 from __future__ import annotations
 
+from ..auth.facility_auth import ca_paths
+from ..auth.identity import PUBLIC_KEYS
+from ..auth.xrootd import KEYCACHE_FILL, keycache_path, keycache_recipe, scitokens_config, server_directives
+from ..facility import Facility
 from ..ports import port
-from ..spec import HealthCheck, ServiceSpec
+from ..spec import ConfigFile, HealthCheck, ServiceSpec, Volume
+from ..units import parse_size
+from . import issuer
 from .context import Context
-from ..facility import parse_size
 
 NAME = "xcache"
 DISK_LOW, DISK_HIGH = 0.90, 0.95   # fractions of the filesystem the cache leaves to everything else
 BASELINE, NOMINAL = 0.70, 0.85     # of the cache size
 INSTALL_HINT = "install it with: apt-get install xrootd-server xrootd-server-plugins xrootd-client"
+TLS_FILES = ("server.pem", "server-key.pem", "ca.pem")  # xrootd's own copies of the facility's
+
+
+def enabled(fac: Facility) -> bool:
+    return fac.xcache.enabled
 
 
 def config_path(ctx: Context):
@@ -36,14 +46,11 @@ def cache_home(ctx: Context):
 
 def token_issuers(ctx: Context) -> dict[str, str]:
     """Section name -> issuer URL for the SciTokens plugin: this facility's, then the trusted ones."""
-    from . import issuer
     return {"afbox": issuer.url(ctx),
             **{f"trusted{i + 1}": u for i, u in enumerate(ctx.facility.auth.trusted_issuers)}}
 
 
 def scitokens_text(ctx: Context) -> str:
-    from ..auth.xrootd import scitokens_config
-    from . import issuer
     return scitokens_config(token_issuers(ctx), audience=issuer.url(ctx))
 
 
@@ -51,7 +58,6 @@ def auth_lines(ctx: Context) -> list[str]:
     """Reads need a token (ztn over TLS, then the SciTokens plugin checks storage.read:/path)."""
     if not ctx.facility.auth.enabled:
         return []
-    from ..auth.xrootd import server_directives
     t = tls_dir(ctx)
     return server_directives(t / "server.pem", t / "server-key.pem", t / "ca.pem", scitokens_path(ctx))
 
@@ -97,10 +103,28 @@ def xrootd_argv(ctx: Context, config, instance: str) -> tuple[str, ...]:
     return (ctx.xrootd or "xrootd", *run_as, "-c", str(config), "-n", instance)
 
 
-def render(ctx: Context) -> ServiceSpec:
+def keycache_text(ctx: Context) -> str:
+    auth = ctx.facility.auth
+    return keycache_recipe(issuer.url(ctx), ctx.identity_dir / PUBLIC_KEYS, auth.trusted_issuers,
+                           ca_paths(ctx.identity_dir, auth.trusted_ca_files))
+
+
+def files(ctx: Context) -> tuple[ConfigFile, ...]:
+    """Its config; with auth its copies of the facility's TLS files, the SciTokens config and the
+    plugin's key cache (the issuers' keys, which libSciTokens cannot fetch itself: see auth.xrootd)."""
+    out = [ConfigFile(str(config_path(ctx)), config_text(ctx))]
+    if ctx.facility.auth.enabled:
+        out += [ConfigFile(str(tls_dir(ctx) / f), secret=f"identity/{f}", mode=0o600) for f in TLS_FILES]
+        out += [ConfigFile(str(scitokens_path(ctx)), scitokens_text(ctx)),
+                ConfigFile(str(keycache_path(cache_home(ctx))), keycache_text(ctx), fill=KEYCACHE_FILL, mode=0o600,
+                           writable=True)]
+    return tuple(out)
+
+
+def render(ctx: Context) -> list[ServiceSpec]:
     p = port(ctx.base, NAME)
     argv = xrootd_argv(ctx, config_path(ctx), f"afbox-{ctx.facility.name}")
-    return ServiceSpec(
+    return [ServiceSpec(
         name=NAME, argv=argv, ports=(("xroot", p),),
         # XrdCl refuses a failed origin for 30 min by default (not settable by pss.setopt in 5.5);
         # retry it soon after it comes back.
@@ -109,6 +133,9 @@ def render(ctx: Context) -> ServiceSpec:
         health=HealthCheck("xrootd", host="127.0.0.1", port=p),
         urls=(("root", f"root://{ctx.bind}:{p}/"),
               ("origin", ctx.facility.xcache.origin or f"root://localhost:{port(ctx.base, 'origin')}")),
-        state_dirs=(str(ctx.cache_dir), str(admin_dir(ctx))),
+        primary="root", links=(("xcache", "root"),),
+        state_dirs=(str(ctx.xrootd_dir), str(admin_dir(ctx))),
+        volumes=(Volume("cache", str(ctx.cache_dir), ctx.cache_size),),
+        files=files(ctx), image_role="xrootd", run_as=ctx.xrootd_user or "",
         unavailable=None if ctx.xrootd else f"xrootd is not installed; {INSTALL_HINT}",
-    )
+    )]

@@ -182,8 +182,9 @@ def test_no_token_in_logs_process_titles_or_status(world):
 def test_jupyter_login_link_opens_the_dashboards_too(world):
     fac, _ = world
     from afbox import lifecycle
+    from afbox.record import FacilityRecord
     with httpx.Client(follow_redirects=True, timeout=15) as browser:
-        assert browser.get(lifecycle.jupyter_login_url(fac.rec)).status_code == 200
+        assert browser.get(lifecycle.jupyter_login_url(FacilityRecord.model_validate(fac.rec))).status_code == 200
         assert browser.get(fac.url("dask-scheduler", "dashboard")).status_code == 200
         # what dask-labextension's server side asks, without a token, to list the plots
         q = fac.url("dask-scheduler", "dashboard").removesuffix("/status").replace(":", "%3A").replace("/", "%2F")

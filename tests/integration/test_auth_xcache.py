@@ -20,12 +20,7 @@ from test_auth_issuer import Issuer
 
 from afbox.auth.identity import ensure_identity, load, rotate_key
 from afbox.auth.tokens import mint
-from afbox.auth.xrootd import (
-    hashed_ca_dir,
-    scitokens_config,
-    server_directives,
-    write_keycache,
-)
+from afbox.auth.xrootd import hashed_ca_dir, scitokens_config, server_directives, write_keycache
 
 PLUGIN = ctypes.util.find_library("XrdAccSciTokens-5")
 missing = [b for b in ("xrootd", "xrdcp", "openssl") if not shutil.which(b)]

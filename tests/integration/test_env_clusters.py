@@ -140,8 +140,10 @@ def test_status_list_and_scale_keep_the_named_cluster(fac):
 
 def test_root_reads_through_the_xcache_from_the_named_workers(fac):
     from afbox.demo.on_facility import dataset_dir, dataset_urls
+    from afbox.record import FacilityRecord
 
-    rec = json.loads(Path(fac["env"]["XDG_STATE_HOME"], "afbox", NAME, "facility.json").read_text())
+    rec = FacilityRecord.model_validate_json(Path(fac["env"]["XDG_STATE_HOME"], "afbox", NAME,
+                                                  "facility.json").read_text())
     urls, via = dataset_urls(rec)
     assert via == "xcache"
     local = dataset_dir(rec) / urls[0].rsplit("/", 1)[1]

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from afbox import gpu, gpu_nvsmi
+from afbox import gpu
+from afbox.gpu import nvsmi as gpu_nvsmi
 from afbox.errors import AfboxError
 from afbox.run import run, which
 

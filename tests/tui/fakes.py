@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from afbox import events as ev
 from afbox.facility import load
-from tui.data import DaskLoad, FormDefaults, GpuLoad, HostFacts, HostLoad, Overview, SetupInfo
+from afbox.lifecycle import Status
+from tui.source import DaskLoad, FormDefaults, GpuLoad, HostFacts, HostLoad, Overview, SetupInfo
 
 T0 = 1_767_225_600.0  # 2026-01-01 00:00:00 UTC
 GiB, MiB = 1024 ** 3, 1024 ** 2
@@ -27,10 +28,11 @@ SETUP = SetupInfo(
 
 def service(name, ports, urls=None, pid=100, state="running", health="healthy", restarts=0, uptime=754.0):
     return {"name": name, "state": state, "health": health, "pid": pid, "restarts": restarts, "uptime": uptime,
-            "ports": ports, "urls": urls or {}, "log": LOG.format(name), "detail": ""}
+            "ports": ports, "urls": urls or {}, "log": LOG.format(name), "detail": "",
+            "primary": next(iter((urls or {}).values()), None)}
 
 
-def status(workers: int = 2) -> dict:
+def status(workers: int = 2) -> Status:
     rows = [service("dask-scheduler", {"scheduler": 18786, "dashboard": 18787},
                     {"scheduler": "tcp://127.0.0.1:18786", "dashboard": "http://127.0.0.1:18787/status"}, 101)]
     for i in range(1, workers + 1):
@@ -40,15 +42,16 @@ def status(workers: int = 2) -> dict:
              service("xcache", {"xroot": 18780}, {"root": "root://127.0.0.1:18780/"}, 111),
              service("origin", {"xroot": 18782}, {"root": "root://localhost:18782/"}, 112, state="backoff",
                      health="unhealthy", restarts=3, uptime=None)]
-    return {"facility": "ci", "state": "degraded", "profile": "ci", "backend": "local", "started": T0,
-            "workdir": "/home/phys/afbox-work-ci", "services": rows,
-            "urls": {"scheduler": "tcp://127.0.0.1:18786", "dashboard": "http://127.0.0.1:18787/status",
-                     "jupyter": "http://127.0.0.1:18788/lab", "xcache": "root://127.0.0.1:18780/"}}
+    return Status.model_validate({
+        "facility": "ci", "state": "degraded", "profile": "ci", "backend": "local", "started": T0,
+        "workdir": "/home/phys/afbox-work-ci", "services": rows,
+        "urls": {"scheduler": "tcp://127.0.0.1:18786", "dashboard": "http://127.0.0.1:18787/status",
+                 "jupyter": "http://127.0.0.1:18788/lab", "xcache": "root://127.0.0.1:18780/"}})
 
 
 def overview(workers: int = 2) -> Overview:
     st = status(workers)
-    procs = {r["name"]: (12.5 * i, (150 + 40 * i) * MiB) for i, r in enumerate(st["services"]) if r["pid"]}
+    procs = {r.name: (12.5 * i, (150 + 40 * i) * MiB) for i, r in enumerate(st.services) if r.pid}
     host = HostLoad(16, 37.0, 21 * GiB, 64 * GiB,
                     (GpuLoad("gpu0", "NVIDIA A100-SXM4-40GB", 81.0, 30 * GiB, 40 * GiB),
                      GpuLoad("gpu1", "NVIDIA A100-SXM4-40GB", 4.0, 2 * GiB, 40 * GiB)))
@@ -83,7 +86,7 @@ class FakeLog:
 
 
 class FakeSource:
-    """Same methods as tui.data.LiveSource; records the actions it is asked for."""
+    """A tui.source.Source, as tui.live.LiveSource is; records the actions it is asked for."""
 
     def __init__(self, running: str | None = "ci", view: Overview | None = None):
         self.running, self.view = running, view or overview()

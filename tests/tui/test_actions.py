@@ -162,6 +162,6 @@ def test_state_changes_between_refreshes_become_events():
 
     from tui.screens.overview import transitions
     before, after = status(), status()
-    after["services"][1] = {**after["services"][1], "state": "backoff", "health": "unknown"}
+    after.services[1] = after.services[1].model_copy(update={"state": "backoff", "health": "unknown"})
     (e,) = transitions(before, after)
     assert (e.service, e.message) == ("dask-worker-1", "running/healthy → backoff/unknown")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from tui.data import LiveSource
+from tui.live import LiveSource
 
 FAKEBIN = Path(__file__).resolve().parent.parent / "fakebin"
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from tui.data import LogFollower
+from tui.live import LogFollower
 
 
 def test_first_read_gives_the_tail_then_only_new_complete_lines(tmp_path):

@@ -68,7 +68,7 @@ async def overview_with(pilot, predicate, timeout=30, what="the overview"):
 
 
 def all_healthy(ov) -> bool:
-    rows = [r for r in ov.status["services"] if r["state"] != "unavailable"]
+    rows = [r for r in ov.status.to_dict()["services"] if r["state"] != "unavailable"]
     return bool(rows) and all(r["health"] == "healthy" for r in rows)
 
 
@@ -91,7 +91,7 @@ def test_setup_start_then_overview_shows_every_service_healthy(isolated):
         assert {"dask-scheduler", "dask-worker-1", "jupyter"} <= set(healthy)   # the live event stream
         assert pilot.app.screen.query_one(DaskPanel).data.workers == 2
     drive(script)
-    assert lifecycle.status(NAME)["state"] == "up"
+    assert lifecycle.status(NAME).to_dict()["state"] == "up"
 
 
 def append_line(path: Path, line: str) -> None:
@@ -100,7 +100,7 @@ def append_line(path: Path, line: str) -> None:
 
 
 def test_log_viewer_shows_the_services_real_log_and_follows_it():
-    log = Path(next(r["log"] for r in lifecycle.status(NAME)["services"] if r["name"] == "dask-scheduler"))
+    log = Path(next(r["log"] for r in lifecycle.status(NAME).to_dict()["services"] if r["name"] == "dask-scheduler"))
 
     async def script(pilot):
         await overview_with(pilot, all_healthy)
@@ -121,7 +121,7 @@ def test_log_viewer_shows_the_services_real_log_and_follows_it():
 
 
 def test_restart_of_the_selected_service():
-    before = {r["name"]: r for r in lifecycle.status(NAME)["services"]}["dask-worker-2"]
+    before = {r["name"]: r for r in lifecycle.status(NAME).to_dict()["services"]}["dask-worker-2"]
 
     async def script(pilot):
         await overview_with(pilot, all_healthy)
@@ -129,7 +129,7 @@ def test_restart_of_the_selected_service():
         await pilot.press("r")
 
         def restarted(ov):
-            row = next(r for r in ov.status["services"] if r["name"] == "dask-worker-2")
+            row = next(r for r in ov.status.to_dict()["services"] if r["name"] == "dask-worker-2")
             return row["pid"] != before["pid"] and row["restarts"] == before["restarts"] + 1 \
                 and row["health"] == "healthy"
         await overview_with(pilot, restarted, 60, "dask-worker-2 restarted and healthy")
@@ -139,10 +139,10 @@ def test_restart_of_the_selected_service():
 
 
 def test_scale_plus_one_adds_a_worker_seen_in_the_dask_panel():
-    pids = {r["name"]: r["pid"] for r in lifecycle.status(NAME)["services"] if r["name"].startswith("dask-worker")}
+    pids = {r["name"]: r["pid"] for r in lifecycle.status(NAME).to_dict()["services"] if r["name"].startswith("dask-worker")}
 
     def third_healthy(ov) -> bool:
-        return any(r["name"] == "dask-worker-3" and r["health"] == "healthy" for r in ov.status["services"])
+        return any(r["name"] == "dask-worker-3" and r["health"] == "healthy" for r in ov.status.to_dict()["services"])
 
     async def script(pilot):
         await overview_with(pilot, lambda ov: all_healthy(ov) and ov.dask and ov.dask.workers == 2)
@@ -152,18 +152,18 @@ def test_scale_plus_one_adds_a_worker_seen_in_the_dask_panel():
         assert "3 workers" in str(pilot.app.screen.query_one(DaskPanel).render())
         assert not notes(pilot.app)
     drive(script)
-    after = {r["name"]: r["pid"] for r in lifecycle.status(NAME)["services"]}
+    after = {r["name"]: r["pid"] for r in lifecycle.status(NAME).to_dict()["services"]}
     assert {n: after[n] for n in pids} == pids, "the running workers were restarted"
 
 
 def test_down_asks_then_stops_everything_and_offers_setup():
     async def script(pilot):
-        await overview_with(pilot, lambda ov: ov.status["state"] != "down")
+        await overview_with(pilot, lambda ov: ov.status.to_dict()["state"] != "down")
         await pilot.press("d")
         await wait_for(pilot, lambda: isinstance(pilot.app.screen, ConfirmScreen), 5, "the question")
         await pilot.press("n")
         await pilot.pause(0.5)
-        assert lifecycle.status(NAME)["state"] != "down"
+        assert lifecycle.status(NAME).to_dict()["state"] != "down"
         await pilot.press("d")
         await wait_for(pilot, lambda: isinstance(pilot.app.screen, ConfirmScreen), 5, "the question")
         t0 = time.monotonic()
@@ -171,4 +171,4 @@ def test_down_asks_then_stops_everything_and_offers_setup():
         await wait_for(pilot, lambda: isinstance(pilot.app.screen, SetupScreen), 60, "the setup screen")
         assert time.monotonic() - t0 < 60
     drive(script)
-    assert lifecycle.status(NAME) == {"facility": NAME, "state": "down", "services": []}
+    assert lifecycle.status(NAME).to_dict() == {"facility": NAME, "state": "down", "services": []}

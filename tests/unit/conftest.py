@@ -10,7 +10,8 @@ FAKEBIN = Path(__file__).resolve().parent.parent / "fakebin"
 @pytest.fixture
 def fresh_gpu_state():
     """Detection caches NVML sessions and tool answers per process: start and end each test clean."""
-    from afbox import gpu_live, gpu_nvml
+    from afbox.gpu import usage as gpu_live
+    from afbox.gpu import nvml as gpu_nvml
     gpu_live._cache.clear()
     gpu_nvml._sessions.clear()
     yield

@@ -10,7 +10,7 @@ from test_services import ctx
 from afbox import services
 from afbox.auth import token_file
 from afbox.auth.identity import ensure_identity
-from afbox.gateway_backend import _set
+from afbox.plugins.gateway_backend import _set
 from afbox.services import gateway, xcache
 
 
@@ -25,7 +25,7 @@ def test_xcache_requires_tokens_over_tls_for_the_facility_and_trusted_issuers():
     assert "audience = https://127.0.0.1:18781" in st
     assert "[Issuer afbox]\nissuer = https://127.0.0.1:18781\nbase_path = /" in st
     assert "[Issuer trusted1]\nissuer = https://other.site:8443" in st
-    spec = xcache.render(c)
+    spec = xcache.render(c)[0]
     assert spec.env_dict["XDG_CACHE_HOME"] == f"{c.xrootd_dir}/cache"
 
 
@@ -51,8 +51,8 @@ def test_gateway_binds_the_facility_host_and_its_port_window():
     assert "c.Proxy.tcp_address = '127.0.0.1:20004'" in cfg
     assert "c.DaskGateway.address = '127.0.0.1:20005'" in cfg
     assert "c.FacilityBackend.port_first = 20400" in cfg
-    assert "afbox.auth.gateway_auth.FacilityAuthenticator" in cfg
-    spec = gateway.render(c)
+    assert "afbox.plugins.gateway_auth.FacilityAuthenticator" in cfg
+    spec = gateway.render(c)[0]
     assert spec.env_dict["AFBOX_AUTH_ISSUER"] == "https://127.0.0.1:20001"
     assert not any("token" in a.lower() for a in spec.argv)
 
@@ -84,7 +84,7 @@ def test_dashboards_of_the_facility_ask_for_a_token():
     specs = {s.name: s for s in services.render(ctx())}
     for name in ("dask-scheduler", "dask-worker-1"):
         argv = specs[name].argv
-        assert argv[argv.index("--preload") + 1] == "afbox.auth.dask_dashboard"
+        assert argv[argv.index("--preload") + 1] == "afbox.plugins.dask_dashboard"
         assert specs[name].env_dict["AFBOX_AUTH_ISSUER"] == "https://127.0.0.1:18781"
     assert ("bearer-file", str(ctx().token_file)) in specs["dask-worker-1"].health.headers
     assert "--preload" not in {s.name: s for s in services.render(ctx(overrides={"auth": {"enabled": False}}))}[

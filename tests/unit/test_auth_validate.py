@@ -11,14 +11,7 @@ from forged import alg_none, b64, hand_made, hs256_with_public_key
 from afbox.auth import validate
 from afbox.auth.identity import ensure_identity, rotate_key
 from afbox.auth.tokens import mint
-from afbox.auth.validate import (
-    LocalJwks,
-    RemoteJwks,
-    TokenRejected,
-    Validator,
-    bearer,
-    scope_allows,
-)
+from afbox.auth.validate import LocalJwks, RemoteJwks, TokenRejected, Validator, bearer, scope_allows
 
 ISS_A, ISS_B, AUD = "https://a.example:8443", "https://b.example:8443", "https://xcache.a.example"
 

@@ -4,25 +4,39 @@ kernelspec in an image; the placed head kept as it runs. All pure or on temporar
 from __future__ import annotations
 
 import json
+from dataclasses import replace
+from types import SimpleNamespace
 
 import pytest
 
-from afbox import clusters, envs, slurm, slurm_worker
-from afbox.backends import slurm as sb
+from afbox import envs
+from afbox import spec as specs_json
+from afbox.backends.slurm import commands as slurm
+from afbox.backends.slurm import placement as sb
+from afbox.backends.slurm import worker_task as slurm_worker
+from afbox.lifecycle import clusters
+from afbox.record import ClusterRecord
 from afbox.runtimes import binds
 from afbox.services import render
 from test_services import ctx
 from test_slurm_placement import ctx as hpc_ctx
 
 SIF = "/data/envs/0123abcd/analysis_0.1.0.sif"
-ENTRY = {"index": 1, "workers": 2, "threads": 1, "bin_dir": "/envs/0123abcd/bin"}
+ENTRY = ClusterRecord(env="agc", digest="0123abcd", index=1, workers=2, threads=1, bin_dir="/envs/0123abcd/bin",
+                      started=0)
 ALLOC = slurm.Allocation(job_id="77", nodes=("n1", "n2"), cpus_per_node=2, head="n1")
+
+
+def on_slurm(c, entry):
+    """The named cluster's scheduler and workers' step as the slurm backend places them."""
+    placed = {s.name: s for s in sb.place(c, clusters.render(c, "agc", entry))}
+    return placed["cluster-agc-scheduler"], placed["cluster-agc-workers"]
 
 
 def test_image_cluster_runs_scheduler_and_workers_in_the_image_with_the_facility_binds():
     c = ctx(overrides={"facility": {"port_base": 20000}})
     plain = clusters.render(c, "agc", ENTRY)
-    wrapped = clusters.render(c, "agc", {**ENTRY, "image": SIF})
+    wrapped = clusters.render(c, "agc", ENTRY.model_copy(update={"image": SIF}))
     bind = ",".join(binds(c))
     for p, w in zip(plain, wrapped):
         assert w.argv == ("apptainer", "exec", "--bind", bind, SIF, "dask", *p.argv[1:])
@@ -68,34 +82,33 @@ def test_image_sources_are_addressed_by_reference_and_others_keep_their_digests(
 @pytest.fixture
 def recorded(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
-    c = hpc_ctx()
-    sb.update_job(c.state, job_id="77", allocation=ALLOC.to_dict(), cpu_workers=3)
-    return c
+    return replace(hpc_ctx(), site={"allocation": ALLOC.to_dict()})
 
 
 def test_on_slurm_a_named_cluster_is_its_scheduler_and_one_srun_step(recorded):
-    sched, step = clusters.render(recorded, "agc", {**ENTRY, "workers": 3}, "slurm")
+    sched, step = on_slurm(recorded, ENTRY.model_copy(update={"workers": 3}))
     assert sched.name == "cluster-agc-scheduler" and sched.argv[:2] == ("/envs/0123abcd/bin/dask", "scheduler")
     assert sched.url_dict["scheduler"] == "tls://10.0.0.1:23620"
     assert step.name == "cluster-agc-workers" and step.needs == ("cluster-agc-scheduler",)
     argv = step.argv
     assert argv[:2] == ("srun", "--jobid=77") and "--overlap" in argv and "--distribution=cyclic" in argv
     assert "--nodes=2" in argv and "--nodelist=n1,n2" in argv and "--ntasks=3" in argv
-    launcher = argv[argv.index("afbox.slurm_worker") + 1:argv.index("--")]
+    launcher = argv[argv.index("afbox.backends.slurm.worker_task") + 1:argv.index("--")]
     assert launcher == ("--scheduler", "tls://10.0.0.1:23620", "--gpus", "0", "--name-prefix", "cluster-agc-")
     cmd = argv[argv.index("--") + 1:]
     assert cmd[:3] == ("/envs/0123abcd/bin/dask", "worker", "tls://10.0.0.1:23620")
     assert cmd[cmd.index("--nthreads") + 1] == "1" and "--tls-key" in cmd
     # healthy once the last task (n1's second) has joined the named scheduler
     assert step.health.port == 23621 and step.health.headers[0] == ("worker-name", "cluster-agc-77-n1-1")
-    one = clusters.render(recorded, "agc", {**ENTRY, "workers": 1}, "slurm")[1].argv
+    one = on_slurm(recorded, ENTRY.model_copy(update={"workers": 1}))[1].argv
     assert "--nodes=1" in one and "--nodelist=n1" in one
-    names = [s.name for s in clusters.recorded_specs(recorded, {"backend": "slurm", "clusters": {"agc": ENTRY}})]
+    names = [s.name for s in sb.place(recorded, clusters.recorded_specs(recorded, SimpleNamespace(clusters={"agc": ENTRY})))
+             if s.name.startswith("cluster-")]
     assert names == ["cluster-agc-scheduler", "cluster-agc-workers"]
 
 
 def test_on_slurm_an_image_clusters_workers_run_in_the_image_inside_the_step(recorded):
-    sched, step = clusters.render(recorded, "agc", {**ENTRY, "image": SIF}, "slurm")
+    sched, step = on_slurm(recorded, ENTRY.model_copy(update={"image": SIF}))
     assert sched.argv[:3] == ("apptainer", "exec", "--bind") and sched.argv[4:7] == (SIF, "dask", "scheduler")
     cmd = step.argv[step.argv.index("--") + 1:]
     assert cmd[:2] == ("apptainer", "exec") and cmd[4:8] == (SIF, "dask", "worker", "tls://10.0.0.1:23620")
@@ -117,4 +130,4 @@ def test_placed_head_specs_survive_the_record_exactly():
     c = hpc_ctx()
     alloc = slurm.Allocation(job_id="77", nodes=("n1", "n2"), cpus_per_node=8, gpus_per_node=1, head="n1")
     placed = sb.place(c, render(c), alloc)
-    assert sb.specs_from_json(sb.specs_to_json(placed)) == placed
+    assert specs_json.from_json(specs_json.to_json(placed)) == placed

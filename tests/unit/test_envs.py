@@ -3,11 +3,14 @@ named cluster specs and the client's naming rule; all pure or on temporary files
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 
 import afbox
-from afbox import clusters, envs
+from afbox import envs
+from afbox.lifecycle import clusters
+from afbox.record import ClusterRecord
 from afbox.errors import AfboxError, ConfigError
 from afbox.services import jupyter
 from test_services import ctx
@@ -85,20 +88,22 @@ def test_kernelspec_runs_the_envs_python_and_points_at_its_own_cluster_only(tmp_
     assert k["argv"] == [str(tmp_path / "0123abcd" / "bin" / "python"), "-m", "ipykernel_launcher", "-f",
                          "{connection_file}"]
     assert k["display_name"] == "Python (agc)" and k["env"]["DASK_SCHEDULER_ADDRESS"] == ""
-    entry = {"address": "tls://127.0.0.1:9600", "dashboard": "http://127.0.0.1:9601/status", "name": "agc"}
-    k = envs.kernelspec(env_obj(tmp_path), clusters.kernel_env(entry))
+    entry = ClusterRecord(env="agc", digest="0123abcd", index=0, workers=1, threads=1, bin_dir="/b", started=0,
+                          address="tls://127.0.0.1:9600", dashboard="http://127.0.0.1:9601/status")
+    k = envs.kernelspec(env_obj(tmp_path), clusters.kernel_env("agc", entry))
     assert k["env"]["DASK_SCHEDULER_ADDRESS"] == k["env"]["AFBOX_SCHEDULER"] == "tls://127.0.0.1:9600"
 
 
 def test_jupyter_finds_facility_kernels_first_then_every_environment():
     c = ctx()
-    path = jupyter.render(c).env_dict["JUPYTER_PATH"].split(":")
+    path = jupyter.render(c)[0].env_dict["JUPYTER_PATH"].split(":")
     assert path == [str(c.state.dir / "jupyter"), str(envs.jupyter_dir())]
 
 
 def test_named_cluster_specs_use_the_envs_dask_its_own_ports_and_the_facility_credentials():
     c = ctx(overrides={"facility": {"port_base": 20000}})
-    entry = {"index": 1, "workers": 2, "threads": 1, "bin_dir": "/envs/0123abcd/bin"}
+    entry = ClusterRecord(env="agc", digest="0123abcd", index=1, workers=2, threads=1, bin_dir="/envs/0123abcd/bin",
+                          started=0)
     sched, w1, w2 = clusters.render(c, "agc", entry)
     assert sched.name == "cluster-agc-scheduler" and sched.port_dict == {"scheduler": 20620, "dashboard": 20621}
     assert sched.argv[:2] == ("/envs/0123abcd/bin/dask", "scheduler") and "--tls-cert" in sched.argv
@@ -110,9 +115,9 @@ def test_named_cluster_specs_use_the_envs_dask_its_own_ports_and_the_facility_cr
     default = [p for s in afbox.services.render(c) for _, p in s.ports]
     named = [p for s in (sched, w1, w2) for _, p in s.ports]
     assert not set(default) & set(named)
-    most = clusters.render(c, "big", {**entry, "index": 0, "workers": clusters.MAX_WORKERS})
+    most = clusters.render(c, "big", entry.model_copy(update={"index": 0, "workers": clusters.MAX_WORKERS}))
     assert max(p for s in most for _, p in s.ports) < 20000 + 600 + 20  # stays inside its own block
-    rec = {"clusters": {"agc": entry, "b": {**entry, "index": 0, "workers": 1}}}
+    rec = SimpleNamespace(clusters={"agc": entry, "b": entry.model_copy(update={"index": 0, "workers": 1})})
     assert [s.name for s in clusters.recorded_specs(c, rec)] == [
         "cluster-agc-scheduler", "cluster-agc-worker-1", "cluster-agc-worker-2", "cluster-b-scheduler",
         "cluster-b-worker-1"]

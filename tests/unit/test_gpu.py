@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from afbox import gpu
-from afbox.gpu_model import MIB
+from afbox.gpu.model import MIB
 
 HERE = Path(__file__).resolve().parent
 FAKEBIN = HERE.parent / "fakebin"

@@ -9,8 +9,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from afbox import gpu, gpu_nvml
-from afbox.gpu_model import MIB
+from afbox import gpu
+from afbox.gpu import nvml as gpu_nvml
+from afbox.gpu.model import MIB
 
 HERE = Path(__file__).resolve().parent
 FAKEBIN = HERE.parent / "fakebin"

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from afbox import gpu_nvsmi, gpu_rocm, gpu_sysfs
-from afbox.gpu_model import MIB
+from afbox.gpu import nvsmi as gpu_nvsmi
+from afbox.gpu import rocm as gpu_rocm
+from afbox.gpu import sysfs as gpu_sysfs
+from afbox.gpu.model import MIB
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "gpu"
 

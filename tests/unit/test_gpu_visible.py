@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from afbox import gpu_nvsmi, gpu_rocm
-from afbox.gpu_visible import visible_devices
+from afbox.gpu import nvsmi as gpu_nvsmi
+from afbox.gpu import rocm as gpu_rocm
+from afbox.gpu.visible import visible_devices
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "gpu"
 

@@ -1,7 +1,7 @@
 """The dashboards' token check: where a token is looked for, and the redirect that drops it from the URL."""
 from tornado.httputil import HTTPHeaders
 
-from afbox.auth.http_guard import COOKIE, request_token, without_token
+from afbox.plugins.http_guard import COOKIE, request_token, without_token
 
 
 def test_token_from_header_url_or_cookie():

@@ -1,11 +1,11 @@
 """Job scripts as dask-jobqueue tests them: the #SBATCH header and the command line."""
-from afbox import jobscript
+from afbox.backends.slurm import jobs as jobscript
 
 
 def test_worker_job_header_and_step():
     h = jobscript.Header(job_name="afbox-hpc-workers", nodes=1, time="45", partition="gpu", account="atlas",
                          output="/s/logs/slurm-workers-%j.out", ntasks_per_node=3, extra=("--constraint=a100",))
-    text = jobscript.worker_job(h, ["srun", "--ntasks-per-node=3", "python", "-m", "afbox.slurm_worker", "--",
+    text = jobscript.worker_job(h, ["srun", "--ntasks-per-node=3", "python", "-m", "afbox.backends.slurm.worker_task", "--",
                                     "dask", "worker", "tls://10.0.0.1:8786"],
                                 {"DASK_DISTRIBUTED__COMM__TLS__CA_FILE": "/s/ca dir/ca.pem"})
     lines = text.splitlines()
@@ -15,7 +15,7 @@ def test_worker_job_header_and_step():
                           "#SBATCH --output=/s/logs/slurm-workers-%j.out", "#SBATCH --ntasks-per-node=3"]
     assert "#SBATCH --constraint=a100" in lines
     assert "export DASK_DISTRIBUTED__COMM__TLS__CA_FILE='/s/ca dir/ca.pem'" in lines
-    assert lines[-1] == ("srun --ntasks-per-node=3 python -m afbox.slurm_worker -- dask worker "
+    assert lines[-1] == ("srun --ntasks-per-node=3 python -m afbox.backends.slurm.worker_task -- dask worker "
                          "tls://10.0.0.1:8786")
     # every #SBATCH line comes before the first command, or sbatch ignores it
     first_cmd = next(i for i, ln in enumerate(lines[1:], 1) if not ln.startswith("#"))

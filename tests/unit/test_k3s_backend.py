@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from afbox import k3s as k3smod
+from afbox import record
+from afbox.backends.k3s import install as k3smod
+from afbox.backends.k3s.kubectl import K3s
 from afbox import lifecycle
-from afbox.backends.k3s import K3sBackend
+from afbox.backends.k3s.backend import K3sBackend
 from afbox.cli import main
 from afbox.errors import AfboxError, MissingBinary, ServiceFailed
 from afbox.facility import load
@@ -68,9 +70,9 @@ def env(tmp_path, monkeypatch):
 
 def workloads(fac):
     """deployment/statefulset names in the order the facility's services come (one per worker group)."""
-    from afbox import k8s
-    ctx = lifecycle.context(fac)
-    objs = k8s.render(ctx)
+    from afbox.backends.k3s import manifests as k8s
+    _, ctx, specs = lifecycle.placed(fac)
+    objs = k8s.render(ctx, specs)
     return [(o["kind"].lower(), o["metadata"]["name"]) for o in objs
             if o["kind"] in ("Deployment", "StatefulSet") and o["metadata"].get("namespace") == NS]
 
@@ -89,10 +91,10 @@ def test_up_scale_down_make_exactly_these_calls(env):
     assert base64.b64encode(ident).decode() in applied         # filled from the facility's state ...
     assert "ca-key.pem" not in applied                           # ... but never the CA's key
     assert [e.service for e in events if e.kind == "healthy"][:3] == ["issuer", "dask-scheduler", "dask-worker-1"]
-    rec = FacilityState("edge").read()
-    assert rec["backend"] == "k3s"
-    assert lifecycle.urls(rec)["jupyter"] == "https://afbox.localhost/lab"
-    assert lifecycle.urls(rec)["scheduler"] == "tls://dask-scheduler.afbox-edge.svc:8786"
+    rec = record.read(FacilityState("edge"))
+    assert rec.backend == "k3s"
+    assert rec.urls()["jupyter"] == "https://afbox.localhost/lab"
+    assert rec.urls()["scheduler"] == "tls://dask-scheduler.afbox-edge.svc:8786"
 
     # again: already up, nothing applied
     env.reset()
@@ -109,7 +111,7 @@ def test_up_scale_down_make_exactly_these_calls(env):
     env.reset()
     list(lifecycle.down("edge"))
     assert env.calls() == [DELETE]
-    assert FacilityState("edge").read() is None
+    assert record.read(FacilityState("edge")) is None
     assert not K3sBackend(FacilityState("edge")).running()
 
 
@@ -121,7 +123,7 @@ def test_status_reads_the_pods(env):
     assert rows["dask-worker-2"].state == "running" and rows["dask-worker-2"].health == "healthy"
     assert rows["dask-worker-2"].detail == "pod dask-worker-7b9c5d8f6-wx8rp"
     assert rows["xcache"].uptime > 0
-    st = lifecycle.status("edge")  # the status contract: same keys as the local backend
+    st = lifecycle.status("edge").to_dict()  # the status contract: same keys as the local backend
     assert st["backend"] == "k3s" and st["urls"]["dashboard"] == "https://dask.afbox.localhost/status"
     assert {r["name"]: r["state"] for r in st["services"]}["dask-worker-1"] == "running"
 
@@ -143,7 +145,7 @@ def test_crashloop_names_the_pod_and_shows_its_last_lines(env, monkeypatch):
 def test_node_not_ready_in_time_shows_the_node_conditions(env, monkeypatch):
     monkeypatch.setenv("AFBOX_FAKE_K3S_NODES", "notready")
     with pytest.raises(AfboxError) as err:
-        k3smod.K3s().wait_node_ready(timeout=0.3, poll=0.1)
+        K3s().wait_node_ready(timeout=0.3, poll=0.1)
     assert "no k3s node became Ready within 0.3s" in err.value.message
     assert any("node edge01: Ready=False (KubeletNotReady: container runtime network not ready" in d
                for d in err.value.details)

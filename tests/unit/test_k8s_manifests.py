@@ -7,12 +7,13 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from afbox import k8s, services
+from afbox import services
+from afbox.backends.k3s import manifests as k8s
 from afbox.facility import load
-from afbox.gpu_model import Device
-from afbox.k8s.manifests import Filled
+from afbox.gpu.model import Device
+from afbox.backends.k3s.manifests.render import Filled
 from afbox.services.context import Context
-from afbox.sizing import DaskSize
+from afbox.services.sizing import DaskSize
 from afbox.spec import HealthCheck, ServiceSpec
 from afbox.state import FacilityState
 
@@ -21,6 +22,12 @@ GOLDEN = Path(__file__).resolve().parent.parent / "fixtures" / "k3s" / "golden"
 VERSIONS = ("1.31", kubernetes_validate.latest_version())
 A100 = [Device(f"gpu-{i}", f"GPU-4b1f6c2e-9d3a-4e7f-8a5b-0c1d2e3f4a5{i}", "NVIDIA A100-SXM4-40GB", 40 * GiB, "nvidia", i)
         for i in range(2)]
+
+
+def render(case: str, filled: Filled | None = None) -> list[dict]:
+    """The case's objects, from its services placed in pods."""
+    c = ctx(case)
+    return k8s.render(c, k8s.in_pods(k8s.pod_context(c), services.render(k8s.pod_context(c))), filled)
 
 
 def ctx(case: str) -> Context:
@@ -55,9 +62,9 @@ def container(obj):
 
 @pytest.mark.parametrize("case", ["laptop", "gpu", "masterclass"])
 def test_manifests_match_golden_and_validate_strictly(case):
-    objs = k8s.render(ctx(case))
+    objs = render(case)
     text = k8s.dump(objs)
-    assert text == k8s.dump(k8s.render(ctx(case)))  # deterministic
+    assert text == k8s.dump(render(case))  # deterministic
     golden = GOLDEN / f"{case}.yaml"
     if os.environ.get("AFBOX_UPDATE_GOLDEN") == "1":
         golden.write_text(text)
@@ -75,14 +82,14 @@ def test_manifests_match_golden_and_validate_strictly(case):
 
 def test_validation_catches_a_bad_manifest():
     """The check above can fail: a misspelt field is refused in strict mode."""
-    dep = by(k8s.render(ctx("laptop")), "Deployment", "jupyter")
+    dep = by(render("laptop"), "Deployment", "jupyter")
     container(dep)["imagePullPolicyy"] = "Always"
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(dep, VERSIONS[0], strict=True)
 
 
 def test_workers_are_one_deployment_named_after_their_pods():
-    objs = k8s.render(ctx("masterclass"))
+    objs = render("masterclass")
     workers = by(objs, "Deployment", "dask-worker")
     assert workers["spec"]["replicas"] == 8
     assert not [o for o in objs if o["metadata"]["name"].startswith("dask-worker-")]
@@ -95,16 +102,16 @@ def test_workers_are_one_deployment_named_after_their_pods():
 
 
 def test_no_host_address_or_host_path_reaches_a_pod():
-    text = k8s.dump([o for o in k8s.render(ctx("laptop")) if o["kind"] in ("Deployment", "StatefulSet", "ConfigMap")])
+    text = k8s.dump([o for o in render("laptop") if o["kind"] in ("Deployment", "StatefulSet", "ConfigMap")])
     assert "127.0.0.1" not in text and "localhost:" not in text
     assert "/venv/bin" not in text.replace("/opt/afbox/venv/bin", "") and "/c/xcache" not in text
-    cfg = by(k8s.render(ctx("laptop")), "ConfigMap", "config")["data"]
+    cfg = by(render("laptop"), "ConfigMap", "config")["data"]
     assert "pss.origin origin.afbox-edge.svc:8782" in cfg["xcache.cfg"]
     assert "xrd.allow" not in cfg["xcache.cfg"]  # NetworkPolicies decide who connects
 
 
 def test_namespace_is_private_except_the_ingress():
-    objs = k8s.render(ctx("laptop"))
+    objs = render("laptop")
     pols = {p["metadata"]["name"]: p["spec"] for p in by(objs, "NetworkPolicy")}
     assert pols["default-deny-ingress"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
     traefik = pols["allow-ingress-controller"]
@@ -122,7 +129,7 @@ def test_namespace_is_private_except_the_ingress():
 
 
 def test_dry_run_secrets_are_empty_and_filled_ones_reach_only_who_needs_them():
-    objs = k8s.render(ctx("laptop"))
+    objs = render("laptop")
     for s in by(objs, "Secret"):
         assert set(s["data"].values()) == {""}, s["metadata"]["name"]
     files = {"identity": {"ca.pem": b"CA", "dask.pem": b"C", "dask-key.pem": b"K", "server.pem": b"S",
@@ -130,9 +137,10 @@ def test_dry_run_secrets_are_empty_and_filled_ones_reach_only_who_needs_them():
                           "public-keys.json": b"[]"},
              "jupyter-token": {"jupyter_token": b"tok"}, "data-token": {"tokens/data.token": b"jwt"},
              "ingress-tls": {"tls.crt": b"c", "tls.key": b"k"}}
-    objs = k8s.render(ctx("laptop"), Filled(files, keycache=b"SQLite format 3\0"))
+    keycache = "/etc/afbox/xrootd/cache/scitokens/scitokens_cpp.sqllite"
+    objs = render("laptop", Filled(files, fills={keycache: b"SQLite format 3\0"}))
     assert by(objs, "Secret", "identity")["data"]["signing-key.pem"] == "U0lHTg=="
-    assert by(objs, "ConfigMap", "xcache-keys")["binaryData"]["scitokens_cpp.sqllite"]
+    assert by(objs, "ConfigMap", "fills")["binaryData"]["scitokens_cpp.sqllite"]
 
     def items(name):
         vols = by(objs, "Deployment", name)["spec"]["template"]["spec"]["volumes"]
@@ -148,7 +156,7 @@ def test_dry_run_secrets_are_empty_and_filled_ones_reach_only_who_needs_them():
 
 
 def test_gpu_workers_request_the_device_through_the_plugin():
-    objs = k8s.render(ctx("gpu"))
+    objs = render("gpu")
     assert by(objs, "RuntimeClass", "nvidia")["handler"] == "nvidia"
     plugin = by(objs, "DaemonSet", "nvidia-device-plugin-daemonset")
     assert plugin["metadata"]["namespace"] == "kube-system"
@@ -158,7 +166,7 @@ def test_gpu_workers_request_the_device_through_the_plugin():
     assert c["resources"]["limits"]["nvidia.com/gpu"] == 1
     assert "CUDA_VISIBLE_DEVICES" not in {e["name"] for e in c["env"]}  # the plugin picks the device
     assert c["command"][c["command"].index("--resources") + 1] == "GPU=1"
-    assert not [o for o in k8s.render(ctx("laptop")) if o["kind"] in ("RuntimeClass", "DaemonSet")]
+    assert not [o for o in render("laptop") if o["kind"] in ("RuntimeClass", "DaemonSet")]
 
 
 def test_a_service_afbox_does_not_know_yet_gets_a_deployment_and_service(monkeypatch):
@@ -170,7 +178,7 @@ def test_a_service_afbox_does_not_know_yet_gets_a_deployment_and_service(monkeyp
                           health=HealthCheck("http", port=8790, path="/hub/health"))
         return [*real(c), hub]
     monkeypatch.setattr(services, "render", with_hub)
-    objs = k8s.render(ctx("laptop"))
+    objs = render("laptop")
     hub = container(by(objs, "Deployment", "hub"))
     assert hub["command"] == ["/opt/afbox/venv/bin/jupyterhub", "--ip=0.0.0.0", "--port", "8790"]
     assert hub["readinessProbe"]["httpGet"] == {"path": "/hub/health", "port": 8790, "scheme": "HTTP"}
@@ -182,6 +190,6 @@ def test_a_service_afbox_does_not_know_yet_gets_a_deployment_and_service(monkeyp
 
 
 def test_file_names_sort_in_apply_order():
-    objs = k8s.render(ctx("laptop"))
+    objs = render("laptop")
     names = [k8s.file_name(i, o) for i, o in enumerate(objs)]
     assert names == sorted(names) and names[0] == "00-namespace-afbox-edge.yaml"

@@ -1,6 +1,8 @@
 import os
 
-from afbox import cache, events as ev, render
+from afbox import cache, events as ev
+from afbox.cli import render
+from afbox.lifecycle import Status
 
 
 def test_event_lines():
@@ -9,13 +11,13 @@ def test_event_lines():
 
 
 def test_status_table_and_down_text():
-    st = {"facility": "ci", "state": "up", "profile": "ci", "backend": "local", "services": [
+    st = Status.model_validate({"facility": "ci", "state": "up", "profile": "ci", "backend": "local", "services": [
         {"name": "jupyter", "state": "running", "health": "healthy", "urls": {"lab": "http://127.0.0.1:1/lab"},
-         "ports": {"http": 1}, "pid": 42, "restarts": 1, "uptime": 3725}]}
+         "primary": "http://127.0.0.1:1/lab", "ports": {"http": 1}, "pid": 42, "restarts": 1, "uptime": 3725}]})
     lines = render.status_text(st)
     assert lines[2].split() == list(render.STATUS_COLUMNS[:3]) + ["URL/PORT", "PID", "RESTARTS", "UPTIME"]
     assert lines[3].split() == ["jupyter", "running", "healthy", "http://127.0.0.1:1/lab", "42", "1", "1h02m"]
-    assert "down" in render.status_text({"facility": "ci", "state": "down", "services": []})[0]
+    assert "down" in render.status_text(Status(facility="ci", state="down"))[0]
 
 
 def test_human_units():

@@ -5,9 +5,9 @@ from afbox import services
 from afbox.facility import load
 from afbox.services import jupyter, xcache
 from afbox.services.context import Context
-from afbox.sizing import DaskSize, dask_size, xcache_size
+from afbox.services.sizing import DaskSize, dask_size, xcache_size
 from afbox.state import FacilityState
-from afbox.supervisor import render_conf, restart_counts
+from afbox.backends.local.supervisor import render_conf, restart_counts
 
 GiB = 1024 ** 3
 
@@ -60,8 +60,8 @@ def test_everything_binds_loopback_and_jupyter_token_is_by_file():
 
 
 def test_jupyter_allows_root_only_when_root():
-    assert "--allow-root" not in jupyter.render(ctx()).argv
-    assert "--allow-root" in jupyter.render(ctx(as_root=True)).argv
+    assert "--allow-root" not in jupyter.render(ctx())[0].argv
+    assert "--allow-root" in jupyter.render(ctx(as_root=True))[0].argv
 
 
 def test_labextension_points_at_dashboard():
@@ -76,14 +76,14 @@ def test_xcache_config():
                  "pfc.ram 1024m", "pss.setopt ConnectTimeout 3",
                  "pfc.diskusage 0.9 0.95 files 7168m 8704m 10240m"):
         assert line in text.splitlines(), line
-    spec = xcache.render(c)
+    spec = xcache.render(c)[0]
     assert spec.env_dict["XRD_STREAMERRORWINDOW"] == "5"
     assert spec.argv[:1] == ("/usr/bin/xrootd",) and "-R" not in spec.argv
-    assert xcache.render(ctx(xrootd_user="xrootd")).argv[1:3] == ("-R", "xrootd")
+    assert xcache.render(ctx(xrootd_user="xrootd"))[0].argv[1:3] == ("-R", "xrootd")
 
 
 def test_xcache_unavailable_without_xrootd():
-    spec = xcache.render(ctx(xrootd=None))
+    spec = xcache.render(ctx(xrootd=None))[0]
     assert "apt-get install xrootd-server" in spec.unavailable
 
 
@@ -146,7 +146,7 @@ def test_issuer_is_https_on_loopback_and_jupyter_trusts_it():
     assert any("FacilityIdentityProvider" in a for a in j.argv)
     assert j.env_dict["AFBOX_AUTH_ISSUER"] == "https://127.0.0.1:18781"
     trusted = ctx(overrides={"auth": {"trusted_issuers": ["https://other.example"]}})
-    assert jupyter.render(trusted).env_dict["AFBOX_AUTH_TRUSTED"] == "https://other.example"
+    assert jupyter.render(trusted)[0].env_dict["AFBOX_AUTH_TRUSTED"] == "https://other.example"
     off = {s.name: s for s in services.render(ctx(overrides={"auth": {"enabled": False}}))}
     assert "issuer" not in off and not any("FacilityIdentityProvider" in a for a in off["jupyter"].argv)
 

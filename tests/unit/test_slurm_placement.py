@@ -4,12 +4,14 @@ from pathlib import Path
 
 import pytest
 
-from afbox import slurm, slurm_worker, walltime
-from afbox.backends import slurm as sb
+from afbox.backends.slurm import commands as slurm
+from afbox.backends.slurm import worker_task as slurm_worker
+from afbox.backends.slurm import walltime
+from afbox.backends.slurm import backend as sb
 from afbox.facility import load
 from afbox.services import render
 from afbox.services.context import Context
-from afbox.sizing import DaskSize
+from afbox.services.sizing import DaskSize
 from afbox.state import FacilityState
 
 GiB = 1024 ** 3
@@ -64,7 +66,7 @@ def test_workers_are_one_srun_step_across_every_node():
     step = specs["dask-workers"].argv
     assert step[:2] == ("srun", "--jobid=77") and "--overlap" in step
     assert "--nodes=3" in step and "--ntasks-per-node=5" in step and "--ntasks=15" in step  # 3 CPU + 2 GPU
-    launcher = step[step.index("afbox.slurm_worker") - 2:]
+    launcher = step[step.index("afbox.backends.slurm.worker_task") - 2:]
     assert launcher[launcher.index("--scheduler") + 1] == "tls://10.0.0.1:23006"
     assert launcher[launcher.index("--gpus") + 1] == "2"
     cmd = step[step.index("--") + 1:]
@@ -77,7 +79,7 @@ def test_workers_are_one_srun_step_across_every_node():
     assert specs["dask-workers"].health.headers == (("worker-name", "77-n3-4"),
                                                     ("bearer-file", str(ctx().token_file)))
     cmd_preload = cmd[cmd.index("--preload") + 1]
-    assert cmd_preload == "afbox.auth.dask_dashboard" and env["AFBOX_AUTH_KEYS"].endswith("public-keys.json")
+    assert cmd_preload == "afbox.plugins.dask_dashboard" and env["AFBOX_AUTH_KEYS"].endswith("public-keys.json")
     watch = specs["walltime"]
     assert watch.argv[watch.argv.index("--retire-before") + 1] == "300"
     assert watch.port_dict == {"health": 23009}

@@ -11,9 +11,9 @@ from textual.binding import Binding, BindingType
 from textual.widgets import Footer, Input, Static
 from textual.worker import get_current_worker
 
-from ..widgets.log_view import LogView
-from ..widgets.title_bar import TitleBar
-from .base import BaseScreen, deliver
+from tui.widgets.log_view import LogView
+from tui.widgets.title_bar import TitleBar
+from tui.screens.base import BaseScreen, deliver
 
 INTERVAL = 0.5
 

@@ -12,36 +12,38 @@ from textual.containers import Horizontal
 from textual.widgets import Footer
 
 from afbox import events as ev
+from afbox.lifecycle import Status
+from afbox.services.dask import WORKER
 
-from ..data import Overview
-from ..widgets.dask_panel import DaskPanel
-from ..widgets.event_strip import EventStrip
-from ..widgets.host_panel import HostPanel
-from ..widgets.services_table import ServicesTable
-from ..widgets.title_bar import TitleBar
-from ..widgets.xcache_panel import XCachePanel
-from .base import BaseScreen, deliver
-from .confirm import ConfirmScreen
-from .jupyter import JupyterScreen
+from tui.source import Overview
+from tui.widgets.dask_panel import DaskPanel
+from tui.widgets.event_strip import EventStrip
+from tui.widgets.host_panel import HostPanel
+from tui.widgets.services_table import ServicesTable
+from tui.widgets.title_bar import TitleBar
+from tui.widgets.xcache_panel import XCachePanel
+from tui.screens.base import BaseScreen, deliver
+from tui.screens.confirm import ConfirmScreen
+from tui.screens.jupyter import JupyterScreen
 
 MIN_INTERVAL = 1.0
 DUTY = 3.0  # wait at least 3x as long as a refresh took, so a slow host is not kept busy by us
 
 
-def workers_of(status: dict) -> list[str]:
-    return [r["name"] for r in status.get("services", []) if r["name"].startswith("dask-worker-")]
+def workers_of(status: Status) -> list[str]:
+    return [r.name for r in status.services if r.name.startswith(f"{WORKER}-")]
 
 
-def transitions(before: dict, after: dict) -> list[ev.Event]:
+def transitions(before: Status, after: Status) -> list[ev.Event]:
     """State or health changes between two refreshes, as events for the strip."""
-    old = {r["name"]: (r["state"], r["health"]) for r in before.get("services", [])}
+    old = {r.name: (r.state, r.health) for r in before.services}
     out = []
-    for r in after.get("services", []):
-        was = old.get(r["name"])
-        if was and was != (r["state"], r["health"]):
-            out.append(ev.Event(ev.INFO, r["name"], f"{was[0]}/{was[1]} → {r['state']}/{r['health']}"))
-    if before.get("state") not in (None, "down") and after.get("state") == "down":
-        out.append(ev.Event(ev.INFO, "", f"facility {after['facility']!r} is down"))
+    for r in after.services:
+        was = old.get(r.name)
+        if was and was != (r.state, r.health):
+            out.append(ev.Event(ev.INFO, r.name, f"{was[0]}/{was[1]} → {r.state}/{r.health}"))
+    if not before.down and after.down:
+        out.append(ev.Event(ev.INFO, "", f"facility {after.facility!r} is down"))
     return out
 
 
@@ -81,7 +83,7 @@ class OverviewScreen(BaseScreen):
 
     @property
     def is_down(self) -> bool:
-        return bool(self.overview) and self.overview.status.get("state") == "down"
+        return bool(self.overview) and self.overview.status.down
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         """The footer offers what makes sense now: `up` only when the facility is down."""
@@ -133,10 +135,9 @@ class OverviewScreen(BaseScreen):
         self.app.left_running = None if self.is_down else self.facility
         st = data.status
         self.query_one(TitleBar).show_status(st)
-        self.query_one(ServicesTable).show(st.get("services", []), data.procs)
+        self.query_one(ServicesTable).show(st.services, data.procs)
         self.query_one(HostPanel).show(data.host or "reading…")
-        down = st.get("state") == "down"
-        self.query_one(DaskPanel).show(data.dask or ("not running" if down or not st.get("urls", {}).get(
+        self.query_one(DaskPanel).show(data.dask or ("not running" if st.down or not (st.urls or {}).get(
             "dashboard") else "scheduler not answering"))
         self.query_one(XCachePanel).show(data.cache or self._xcache_note(st))
         panels = self.query_one("#panels")
@@ -147,11 +148,11 @@ class OverviewScreen(BaseScreen):
             self._panels_height = panels.styles.height = height
 
     @staticmethod
-    def _xcache_note(st: dict) -> str:
-        row = next((r for r in st.get("services", []) if r["name"] == "xcache"), None)
+    def _xcache_note(st: Status) -> str:
+        row = st.row("xcache")
         if row is None:
             return "not part of this facility"
-        return f"unavailable: {row['detail']}" if row["state"] == "unavailable" else "reading…"
+        return f"unavailable: {row.detail}" if row.state == "unavailable" else "reading…"
 
     # -- actions ----------------------------------------------------------------------------
     @property
@@ -226,9 +227,9 @@ class OverviewScreen(BaseScreen):
 
     def action_logs(self) -> None:
         svc = self.selected
-        row = next((r for r in (self.overview.status["services"] if self.overview else []) if r["name"] == svc), None)
-        if row and row.get("log"):
-            self.app.show_logs(svc, row["log"])
+        row = self.overview.status.row(svc) if self.overview and svc else None
+        if row and row.log:
+            self.app.show_logs(svc, row.log)
 
     def jupyter_url(self) -> str | None:
         url = self.app.source.jupyter_url(self.facility)

@@ -15,11 +15,11 @@ from textual.worker import get_current_worker
 from afbox import events as ev
 from afbox.errors import AfboxError, ServiceFailed
 
-from ..data import FormDefaults, SetupInfo
-from ..widgets.host_facts import HostFactsView
-from ..widgets.start_progress import StartProgress
-from ..widgets.title_bar import TitleBar
-from .base import BaseScreen, deliver, error_text
+from tui.source import FormDefaults, SetupInfo
+from tui.widgets.host_facts import HostFactsView
+from tui.widgets.start_progress import StartProgress
+from tui.widgets.title_bar import TitleBar
+from tui.screens.base import BaseScreen, deliver, error_text
 
 FIELDS = ("origin", "workdir", "workers", "port_base")
 HINT = "Pick a profile (↑ ↓), check the fields (tab), then Start (ctrl+s)."

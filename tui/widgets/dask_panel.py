@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from ..data import DaskLoad
-from ..format import short_bytes, sparkline
-from .panel import Panel
+from tui.source import DaskLoad
+from tui.format import short_bytes, sparkline
+from tui.widgets.panel import Panel
 
 
 class DaskPanel(Panel):

@@ -8,9 +8,9 @@ from textual.widget import Widget
 
 from afbox import events as ev
 from afbox.events import Event
-from afbox.render import event_line
+from afbox.cli.render import event_line
 
-from ..format import clock
+from tui.format import clock
 
 TROUBLE = (ev.FAILED,)
 

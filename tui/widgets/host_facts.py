@@ -8,8 +8,8 @@ from textual.widgets import Static
 
 from afbox.run import PROVIDERS
 
-from ..data import HostFacts
-from ..format import short_bytes
+from tui.source import HostFacts
+from tui.format import short_bytes
 
 
 def gpu_summary(gpus: tuple[str, ...]) -> str:

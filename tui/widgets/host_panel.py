@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from ..data import GpuLoad, HostLoad
-from ..format import bar, percent, short_bytes
-from .panel import LABEL, VALUE, Panel
+from tui.source import GpuLoad, HostLoad
+from tui.format import bar, percent, short_bytes
+from tui.widgets.panel import LABEL, VALUE, Panel
 
 ROOMY = 2  # up to this many GPUs get a line for utilisation and one for memory; more share one line
 

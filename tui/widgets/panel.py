@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 from rich.text import Text
 from textual.widget import Widget
 
-from ..format import bar
+from tui.format import bar
 
 LABEL, VALUE = 5, 10  # columns for a meter's label and its figure (with a space before it)
 

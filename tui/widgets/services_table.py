@@ -9,9 +9,9 @@ from textual.cache import LRUCache
 from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey, RowKey
 
-from afbox.render import service_endpoint
+from afbox.lifecycle import ServiceRow
 
-from ..format import duration, percent, short_bytes
+from tui.format import duration, percent, short_bytes
 
 WIDE = 110  # from this terminal width on, whole URLs fit
 NARROW_COLUMNS = (("service", "SERVICE", 14), ("state", "STATE", 11), ("health", "HEALTH", 9),
@@ -28,24 +28,21 @@ def columns(width: int) -> tuple[tuple[str, str, int], ...]:
                  for key, label, w in NARROW_COLUMNS)
 
 
-def main_port(row: dict) -> str:
-    urls = row.get("urls", {})
-    for key in ("lab", "scheduler", "root"):
-        if key in urls:
-            return urls[key].rstrip("/").rsplit(":", 1)[-1].split("/")[0]
-    ports = row.get("ports", {})
-    return str(ports.get("worker") or next(iter(ports.values()), "-"))
+def main_port(row: ServiceRow) -> str:
+    if row.primary and ":" in row.primary.split("://", 1)[-1]:
+        return row.primary.rstrip("/").rsplit(":", 1)[-1].split("/")[0]
+    return str(row.ports.get("worker") or next(iter(row.ports.values()), "-"))
 
 
-def cells(row: dict, procs: dict, wide: bool) -> dict[str, Text | str]:
-    cpu, rss = procs.get(row["name"], (None, None))
+def cells(row: ServiceRow, procs: dict, wide: bool) -> dict[str, Text | str]:
+    cpu, rss = procs.get(row.name, (None, None))
     return {
-        "service": row["name"],
-        "state": Text(row["state"], style=STYLE.get(row["state"], "bold")),
-        "health": Text(row["health"], style=STYLE.get(row["health"], "bold")),
-        "endpoint": service_endpoint(row) if wide else main_port(row),
-        "restarts": Text(str(row["restarts"]), style="bold" if row["restarts"] else ""),
-        "uptime": duration(row["uptime"]),
+        "service": row.name,
+        "state": Text(row.state, style=STYLE.get(row.state, "bold")),
+        "health": Text(row.health, style=STYLE.get(row.health, "bold")),
+        "endpoint": row.endpoint() if wide else main_port(row),
+        "restarts": Text(str(row.restarts), style="bold" if row.restarts else ""),
+        "uptime": duration(row.uptime),
         "cpu": percent(cpu),
         "rss": short_bytes(rss),
     }
@@ -105,10 +102,10 @@ class ServicesTable(DataTable):
             return None
         return self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
 
-    def show(self, services: list[dict], procs: dict) -> None:
+    def show(self, services: list[ServiceRow], procs: dict) -> None:
         cols = columns(self.app.size.width)
         wide = cols is not NARROW_COLUMNS
-        shape = (cols, tuple(r["name"] for r in services))
+        shape = (cols, tuple(r.name for r in services))
         if shape != self._shape:  # rebuild only when rows or columns change, so scroll and cursor stay put
             keep = self.selected
             self.clear(columns=True)
@@ -117,8 +114,8 @@ class ServicesTable(DataTable):
             self._shown = {}
             for r in services:
                 c = cells(r, procs, wide)
-                self.add_row(*(c[k] for k, _, _ in cols), key=r["name"])
-                self._shown.update(((r["name"], k), v) for k, v in c.items())
+                self.add_row(*(c[k] for k, _, _ in cols), key=r.name)
+                self._shown.update(((r.name, k), v) for k, v in c.items())
             names = shape[1]
             if keep in names:
                 self.move_cursor(row=names.index(keep), animate=False)
@@ -126,11 +123,11 @@ class ServicesTable(DataTable):
             return
         changed = False
         for r in services:
-            row = self._data[RowKey(r["name"])]
+            row = self._data[RowKey(r.name)]
             for key, value in cells(r, procs, wide).items():
-                if self._shown.get((r["name"], key)) != value:
+                if self._shown.get((r.name, key)) != value:
                     # what update_cell() does, with one redraw for all the cells that changed
-                    row[ColumnKey(key)] = self._shown[r["name"], key] = value
+                    row[ColumnKey(key)] = self._shown[r.name, key] = value
                     changed = True
         if changed:
             self._update_count += 1

@@ -9,7 +9,7 @@ from textual.widgets import Static
 
 from afbox import events as ev
 from afbox.events import Event
-from afbox.render import event_line
+from afbox.cli.render import event_line
 
 STYLE = {ev.HEALTHY: "", ev.STARTING: "italic", ev.STOPPING: "italic", ev.FAILED: "bold",
          ev.UNAVAILABLE: "dim", ev.STOPPED: "", ev.INFO: "dim"}

@@ -4,18 +4,20 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
+from afbox.lifecycle import Status
 
-def facility_title(status: dict) -> Text:
+
+def facility_title(status: Status) -> Text:
     text = Text(" afbox ", style="bold reverse")
-    name = status.get("facility", "?")
-    if status.get("state") in (None, "down"):
+    name = status.facility
+    if status.down:
         return text.append(f"  facility {name!r} is down — u sets one up")
-    rows = [r for r in status["services"] if r["state"] != "unavailable"]
-    healthy = sum(r["health"] == "healthy" for r in rows)
-    text.append(f"  {name} · {status.get('profile', '?')} profile · {status.get('backend', '?')} · ")
-    text.append(status["state"], style="bold" if status["state"] != "up" else "")
+    rows = [r for r in status.services if r.state != "unavailable"]
+    healthy = sum(r.health == "healthy" for r in rows)
+    text.append(f"  {name} · {status.profile or '?'} profile · {status.backend or '?'} · ")
+    text.append(status.state, style="bold" if status.state != "up" else "")
     text.append(f" · {healthy}/{len(rows)} healthy")
-    left = (status.get("slurm") or {}).get("time_left")
+    left = (status.slurm or {}).get("time_left")
     if left is not None:  # a SLURM job's walltime: the facility ends with it
         text.append(f" · {int(left) // 3600}h{int(left) % 3600 // 60:02d}m left", style="bold" if left < 900 else "")
     return text
@@ -31,7 +33,7 @@ class TitleBar(Static):
             self._shown = text
             self.update(text, layout=False)  # one line, always: its height is set by the styles
 
-    def show_status(self, status: dict) -> None:
+    def show_status(self, status: Status) -> None:
         self._show(facility_title(status))
 
     def show_text(self, text: str) -> None:

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from ..format import short_bytes
-from .panel import Panel
+from tui.format import short_bytes
+from tui.widgets.panel import Panel
 
 
 class XCachePanel(Panel):

@@ -1,0 +1,133 @@
+"""Deployments, StatefulSets and Services from (pod-translated) ServiceSpecs.
+
+Replicas of one group (spec.replica_of: the Dask workers) become ONE workload with `replicas`;
+a service with data of its own (spec.stateful) is a StatefulSet with a claim; anything else is a
+Deployment, plus a Service for its ports.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ....spec import ServiceSpec
+from .objects import claim_spec, cpu, labels, memory, meta, selector
+from .pod import UID, workload_of
+
+GPU_RESOURCE = {"nvidia": "nvidia.com/gpu", "amd": "amd.com/gpu"}
+RESTRICTED = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+
+
+@dataclass(frozen=True)
+class Group:
+    name: str                 # the workload's (and Service's) name
+    spec: ServiceSpec         # the first member's spec: every replica runs this template
+    members: tuple[str, ...]  # the facility's service names it stands for
+
+    @property
+    def replicated(self) -> bool:
+        return bool(self.spec.replica_of)
+
+    @property
+    def kind(self) -> str:
+        return "StatefulSet" if self.spec.stateful else "Deployment"
+
+
+def group(specs: list[ServiceSpec]) -> list[Group]:
+    """Workloads in the order their first member appears among the specs."""
+    out: dict[str, list[ServiceSpec]] = {}
+    for s in specs:
+        out.setdefault(workload_of(s), []).append(s)
+    return [Group(name, members[0], tuple(s.name for s in members)) for name, members in out.items()]
+
+
+def port_name(label: str) -> str:
+    """IANA service names: at most 15 lowercase letters, digits and single dashes."""
+    name = re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
+    if len(name) > 15:
+        *head, last = name.split("-")
+        name = "-".join([*(h[0] for h in head), last])[:15].strip("-")
+    return name
+
+
+def probe(spec: ServiceSpec) -> dict | None:
+    """A readiness probe with the meaning of the service's health check."""
+    h = spec.health
+    ports = spec.port_dict
+    if h is None or not ports:
+        return None
+    own = h.port if h.port in ports.values() else next(iter(ports.values()))
+    timing = {"periodSeconds": 5, "timeoutSeconds": 3, "failureThreshold": 3}
+    if h.kind == "dask-worker":  # the worker's own dashboard answers once it runs
+        dash = next((p for label, p in spec.ports if "dashboard" in label), own)
+        return {"httpGet": {"path": "/health", "port": dash}, **timing}
+    if h.kind in ("http", "https") and any(k == "token-file" for k, _ in h.headers):
+        # a token-protected server: its unauthenticated version endpoint (Jupyter's /api)
+        return {"httpGet": {"path": "/api", "port": own}, **timing}
+    if h.kind in ("http", "https"):
+        return {"httpGet": {"path": h.path, "port": own, "scheme": h.kind.upper()}, **timing}
+    return {"tcpSocket": {"port": own}, **timing}
+
+
+def container(g: Group, image: str, mounts: list[dict], extra_env: list[dict]) -> dict:
+    s = g.spec
+    c: dict = {"name": g.name, "image": image, "imagePullPolicy": "IfNotPresent", "command": list(s.argv)}
+    env = [*extra_env, *({"name": k, "value": v} for k, v in s.env)]
+    if env:
+        c["env"] = env
+    if s.cwd:
+        c["workingDir"] = s.cwd
+    if s.ports:
+        c["ports"] = [{"name": port_name(label), "containerPort": p, "protocol": "TCP"} for label, p in s.ports]
+    requests, limits = {}, {}
+    if s.cpus:
+        requests["cpu"] = cpu(s.cpus)
+    if s.memory:
+        requests["memory"] = limits["memory"] = memory(s.memory)
+    if s.gpu:
+        limits[GPU_RESOURCE.get(s.gpu, "nvidia.com/gpu")] = 1
+    if requests or limits:
+        c["resources"] = {k: v for k, v in (("requests", requests), ("limits", limits)) if v}
+    if p := probe(s):
+        c["readinessProbe"] = p
+    c["securityContext"] = RESTRICTED
+    if mounts:
+        c["volumeMounts"] = mounts
+    return c
+
+
+def workload(g: Group, ns: str, facility: str, image: str, volumes: list[dict], mounts: list[dict],
+             extra_env: list[dict], claims: list[tuple[str, int]], storage_class: str,
+             init: list[dict] = ()) -> dict:
+    pod = {
+        "automountServiceAccountToken": False,  # no afbox service talks to the Kubernetes API
+        "enableServiceLinks": False,
+        "securityContext": {"runAsNonRoot": True, "runAsUser": UID, "runAsGroup": UID, "fsGroup": UID,
+                            "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [container(g, image, mounts, extra_env)],
+    }
+    if init:
+        pod["initContainers"] = list(init)
+    if g.spec.gpu == "nvidia":
+        pod["runtimeClassName"] = "nvidia"
+    if volumes:
+        pod["volumes"] = volumes
+    spec = {"replicas": len(g.members), "selector": {"matchLabels": selector(facility, g.name)},
+            "template": {"metadata": {"labels": labels(facility, g.name)}, "spec": pod}}
+    if g.kind == "StatefulSet":
+        spec |= {"serviceName": g.name,
+                 # the claim outlives the StatefulSet: cached data survives `afbox down`
+                 "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain", "whenScaled": "Retain"},
+                 "volumeClaimTemplates": [{"metadata": {"name": claim, "labels": labels(facility, g.name)},
+                                           "spec": claim_spec(size, storage_class)} for claim, size in claims]}
+    elif g.spec.singleton:  # a second copy during an update would split the facility
+        spec["strategy"] = {"type": "Recreate"}
+    return {"apiVersion": "apps/v1", "kind": g.kind, "metadata": meta(g.name, ns, facility, g.name), "spec": spec}
+
+
+def service(g: Group, ns: str, facility: str) -> dict | None:
+    if g.replicated or not g.spec.ports:
+        return None  # workers are reached by the scheduler at their pod addresses
+    ports = [{"name": port_name(label), "port": p, "targetPort": port_name(label), "protocol": "TCP"}
+             for label, p in g.spec.ports]
+    return {"apiVersion": "v1", "kind": "Service", "metadata": meta(g.name, ns, facility, g.name),
+            "spec": {"type": "ClusterIP", "selector": selector(facility, g.name), "ports": ports}}

@@ -1,0 +1,58 @@
+"""Pure text rendering for the CLI: events, status tables, URLs. No I/O here."""
+from __future__ import annotations
+
+from .. import events as ev
+from ..lifecycle.status import Status
+from ..units import human_bytes, human_duration
+
+__all__ = ["event_line", "human_bytes", "human_duration", "status_rows", "status_text", "table", "urls_text"]
+
+MARK = {ev.STARTING: "..", ev.HEALTHY: "ok", ev.FAILED: "!!", ev.UNAVAILABLE: "--",
+        ev.STOPPING: "..", ev.STOPPED: "ok", ev.INFO: "  "}
+
+
+def event_line(e: ev.Event) -> str:
+    if not e.service:
+        return f"[{MARK.get(e.kind, '  ')}] {e.message}".rstrip()
+    return f"[{MARK.get(e.kind, '  ')}] {e.service + ' ':<16}{e.kind} {e.message}".rstrip()
+
+
+STATUS_COLUMNS = ("SERVICE", "STATE", "HEALTH", "URL/PORT", "PID", "RESTARTS", "UPTIME")
+
+
+def status_rows(status: Status) -> list[tuple[str, ...]]:
+    return [(r.name, r.state, r.health, r.endpoint(), str(r.pid or "-"), str(r.restarts), human_duration(r.uptime))
+            for r in status.services]
+
+
+def table(columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(columns)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return [fmt.format(*columns).rstrip(), *(fmt.format(*r).rstrip() for r in rows)]
+
+
+def status_text(status: Status) -> list[str]:
+    if status.down:
+        ended = (status.slurm or {}).get("message")
+        return [ended or f"facility {status.facility!r} is down (start it with: afbox up)"]
+    head = f"facility {status.facility!r} ({status.profile} profile, {status.backend} backend): {status.state}"
+    lines = [head, "", *table(STATUS_COLUMNS, status_rows(status))]
+    if s := status.slurm:
+        lines += ["", f"SLURM job {s['job_id']}: {s['job_state']}, {human_duration(s.get('time_left'))} left"]
+        lines += [f"warning: {s['warning']}"] if s.get("warning") else []
+    return lines
+
+
+def urls_text(urls: dict, jupyter_login: str | None, guarded: bool = False) -> list[str]:
+    lines = []
+    if jupyter_login:
+        lines.append(f"  JupyterLab      {jupyter_login}")
+    if "scheduler" in urls:
+        lines.append(f"  Dask scheduler  {urls['scheduler']}")
+        lines.append(f"  Dask dashboard  {urls['dashboard']}"
+                     + ("   (after the JupyterLab link, or with ?token=)" if guarded else ""))
+    if "xcache" in urls:
+        lines.append(f"  XCache          {urls['xcache']}   (e.g. root://…//store/file.root)")
+    if "gateway" in urls:
+        lines.append(f"  Dask gateway    {urls['gateway']}   (afbox.gateway(); token: afbox token)")
+    return lines
