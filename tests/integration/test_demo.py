@@ -6,19 +6,19 @@ import json
 import pickle
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from harness import dask_client, afbox, isolated_env, shared_tmpdir, status, xrootd_available
+from harness import afbox, dask_client, isolated_env, service, shared_tmpdir, status, wait_for, xrootd_available
 
 pytestmark = pytest.mark.integration
 if not xrootd_available():
     pytest.skip("xrootd not installed (apt-get install xrootd-server xrootd-server-plugins)", allow_module_level=True)
 
 PORT_BASE = 20400
+RECORDS = Path(__file__).resolve().parent.parent / "fixtures" / "records"
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +92,11 @@ def test_demo_on_a_facility_with_a_remote_origin_says_why(tmp_path):
     env = isolated_env(base, 0)
     state = base / "state" / "afbox" / "x"
     state.mkdir(parents=True)
-    (state / "facility.json").write_text(json.dumps({"origin_dir": None, "services": {}, "workdir": str(tmp_path)}))
+    # a real facility's record (captured), of one that reads from a remote origin
+    rec = json.loads((RECORDS / "v1-scaled.json").read_text().replace("@BASE@", str(base)))
+    rec.update(origin_dir=None, workdir=str(tmp_path))
+    rec["services"].pop("origin")
+    (state / "facility.json").write_text(json.dumps(rec))
     p = afbox("demo", "data", "--name", "x", env=env, check=False)
     assert p.returncode == 1 and "remote origin" in p.stderr and "--origin" in p.stderr
 
@@ -111,7 +115,7 @@ def test_cache_purge_asks_first_and_the_data_comes_back(fac):
     assert stats["files"] == 0
     # the data is still at the origin: the next run reads it through the cache again
     afbox("restart", "xcache", env=env)
-    time.sleep(1)
+    wait_for(lambda: service(status(env, "ci"), "xcache")["health"] == "healthy", 30, what="xcache healthy again")
     run = afbox("demo", "run", env=env, timeout=300).stdout
     assert "processed 2,000 events" in run  # the dataset written last
     assert list(cache.rglob("*.root"))

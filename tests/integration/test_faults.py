@@ -1,6 +1,7 @@
 """Bad input and faults: each gives a clear answer and leaves nothing half-started."""
 from __future__ import annotations
 
+import os
 import socket
 import time
 from pathlib import Path
@@ -20,16 +21,36 @@ def env():
 
 
 def facility_processes(env) -> list[int]:
-    """Processes whose environment or command line belong to this test's state dir."""
-    marker = env["XDG_STATE_HOME"]
+    """Processes of this test's facilities: started with its state dir in their environment (every
+    service the supervisor starts inherits it), or naming its dirs on their command line (xrootd
+    names its config, Jupyter its workdir)."""
+    base, state = env["AFBOX_TEST_BASE"], env["XDG_STATE_HOME"]
     out = []
-    for p in psutil.process_iter(["cmdline"]):
+    for p in psutil.process_iter(["cmdline", "environ"]):
         try:
-            if any(marker in a for a in p.info["cmdline"] or []):
-                out.append(p.pid)
+            mine = any(base in a for a in p.info["cmdline"] or []) or \
+                (p.info["environ"] or {}).get("XDG_STATE_HOME") == state
         except psutil.Error:
-            pass
+            continue
+        if mine and p.pid != os.getpid():
+            out.append(p.pid)
     return out
+
+
+def test_facility_processes_sees_every_kind_of_service(env):
+    """The check the tests below rely on can fail: it finds xrootd and Jupyter, which name neither
+    the state dir nor anything of afbox on their command lines."""
+    cfg = Path(env["AFBOX_TEST_BASE"]) / "dask-free.toml"
+    cfg.write_text("[dask]\nworkers = 1\n\n[gateway]\nenabled = false\n")
+    up(env, "--port-base", "19360", "--config", str(cfg), check=True)
+    try:
+        st = status(env, "ci")
+        pids = {s["name"]: s["pid"] for s in st["services"] if s["pid"]}
+        assert {"xcache", "jupyter"} <= set(pids)
+        assert set(pids.values()) <= set(facility_processes(env))
+    finally:
+        afbox("down", "--name", "ci", env=env)
+    assert facility_processes(env) == []
 
 
 def up(env, *args, check=False):

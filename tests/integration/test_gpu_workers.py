@@ -11,7 +11,7 @@ from harness import dask_client, afbox, isolated_env, shared_tmpdir, status
 
 pytestmark = pytest.mark.integration
 FAKEBIN = Path(__file__).resolve().parent.parent / "fakebin"
-RTX4090_UUIDS = None
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "gpu"
 
 
 def gpu_env(fixture: str, port_base: int) -> tuple[dict, Path]:
@@ -31,10 +31,10 @@ def up(env, cfg, port_base, *extra, check=True):
                  "--workdir", str(Path(env["XDG_STATE_HOME"]).parent / "work"), *extra, env=env, check=check)
 
 
-def expected_uuids(env) -> list[str]:
-    import json
-    out = afbox("gpu", "--json", env=env).stdout
-    return [d["uuid"] for d in json.loads(out)["devices"]]
+def expected_uuids(fixture: str) -> list[str]:
+    """The GPUs' UUIDs as the recorded nvidia-smi output says them (not as afbox reads it)."""
+    import xml.etree.ElementTree as ET
+    return [g.findtext("uuid") for g in ET.parse(FIXTURES / f"{fixture}.xml").getroot().iter("gpu")]
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def two_gpus():
 def test_one_pinned_worker_per_gpu(two_gpus):
 
     env, out = two_gpus
-    uuids = expected_uuids(env)
+    uuids = expected_uuids("rtx4090")
     assert len(uuids) == 2
     assert "2 GPU worker(s)" in out.stdout
     st = status(env, "ci")
