@@ -59,7 +59,10 @@ class ClassBackend(FacilityBackend):
     def set_file_permissions(self, paths, username):
         if self.isolation == "users" and self.in_class(username):
             uid, gid = self.owner(username)
-            for p in paths:
+            # dask-gateway's LocalBackend adds the certificate paths to `paths` letter by letter
+            # (paths.extend(path)): take the dirs it lists and the certificates by their names
+            real = [p for p in paths if len(p) > 1]
+            for p in {*real, *self._get_tls_paths(real[0])}:
                 os.chown(p, uid, gid)
 
     def make_preexec_fn(self, cluster):

@@ -52,6 +52,11 @@ class ClassPaths:
         """What every student may read: the issuer's public keys, the facility CA."""
         return self.root / "class-public"
 
+    @property
+    def clusters(self) -> Path:
+        """The gateway's clusters' work dirs (certificates, logs): each owned by its student."""
+        return self.root / "class-clusters"
+
     def home(self, student: str) -> Path:
         return self.homes_dir / student
 

@@ -47,7 +47,7 @@ def publish(s: dict, paths: ClassPaths) -> None:
     for f in (ident / "ca-hashed").glob("*.0"):
         shutil.copyfile(f, hashed / f.name)
         os.chmod(hashed / f.name, 0o644)
-    for d in (paths.root, pub, hashed, paths.homes_dir, paths.runtime):
+    for d in (paths.root, pub, hashed, paths.homes_dir, paths.runtime, paths.clusters):
         d.mkdir(parents=True, exist_ok=True)
         os.chmod(d, 0o755 if d in (pub, hashed) else 0o711)  # students pass through, list nothing
 

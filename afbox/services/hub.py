@@ -92,6 +92,7 @@ def gateway_settings(ctx: Context) -> dict:
         "ClassBackend.runtime_dir": str(paths.runtime), "ClassBackend.public_dir": str(paths.public),
         "ClassBackend.data_dir": str(paths.data), "ClassBackend.memory": parse_size(m.memory),
         "ClassBackend.cpus": m.cpus, "ClassBackend.slot_size": 3 + 2 * m.dask_workers,
+        "FacilityBackend.clusters_directory": str(paths.clusters),  # not in the state dir, which students cannot enter
         "ClusterConfig.worker_cmd": [f"{ctx.bin_dir}/dask", "worker", "--no-nanny"],
         "ClusterConfig.worker_cores": 1, "ClusterConfig.worker_threads": 1,
         "ClusterConfig.worker_memory": parse_size(m.worker_memory),
