@@ -45,6 +45,8 @@ def status_text(status: Status) -> list[str]:
 
 def urls_text(urls: dict, jupyter_login: str | None, guarded: bool = False) -> list[str]:
     lines = []
+    if "hub" in urls:
+        lines.append(f"  JupyterHub      {urls['hub']}   (class: afbox class sheet -o sheet.html)")
     if jupyter_login:
         lines.append(f"  JupyterLab      {jupyter_login}")
     if "scheduler" in urls:

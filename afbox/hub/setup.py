@@ -95,6 +95,8 @@ def configure(c, s: dict) -> None:
     c.JupyterHub.template_paths = [str(HERE / "templates")]
     c.JupyterHub.concurrent_spawn_limit = s["concurrent_spawns"]
     c.JupyterHub.cleanup_servers = True
+    # activity reaches the hub at least this often, or the culler would stop servers in use
+    c.JupyterHub.last_activity_interval = activity_interval(s)
 
     c.JupyterHub.authenticator_class = "afbox.hub.authenticator.RosterAuthenticator"
     c.RosterAuthenticator.accounts_file = str(paths.accounts)
@@ -134,6 +136,11 @@ def configure(c, s: dict) -> None:
     sp.identity_dir, sp.issuer, sp.token_lifetime = s["identity_dir"], s["issuer"], s["token_lifetime"]
     sp.memory, sp.cpus, sp.admit_free = s["memory"], s["cpus"], s["admit_free"]
     sp.gateway_url, sp.gateway_proxy, sp.xcache_url = s["gateway"], s["gateway_proxy"], s["xcache"]
+    sp.extra_env = [("JUPYTERHUB_ACTIVITY_INTERVAL", str(activity_interval(s)))]
+
+
+def activity_interval(s: dict) -> int:
+    return int(min(300, max(5, s["server_idle"] / 4)))
 
 
 def default_content(paths: ClassPaths, xcache: str) -> Path:

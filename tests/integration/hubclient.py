@@ -37,6 +37,8 @@ class Student:
         xsrf = re.search(r'name="_xsrf" value="([^"]+)"', page.text).group(1)
         r = await self.http.post("/hub/login?next=", data={"_xsrf": xsrf, "username": self.name,
                                                            "password": password, "new_password": new_password})
+        if r.status_code == 429 and "/hub/spawn" in str(r.url):
+            return r  # logged in; the hub's concurrent spawn limit: wait_server asks again
         if r.status_code >= 400:
             err = re.search(r'class="login_error">([^<]*)<', r.text)
             raise LoginRefused(r.status_code, err.group(1) if err else r.text[-300:])
@@ -46,12 +48,13 @@ class Student:
         """Until the student's JupyterLab answers (the OAuth handshake sets its cookie on the way)."""
         end = time.monotonic() + timeout
         while time.monotonic() < end:
+            r = await self.http.get("/hub/spawn")  # starts it if it is not running yet
+            if r.status_code == 429:  # the hub's concurrent spawn limit: a browser would retry
+                await asyncio.sleep(1)
+                continue
             r = await self.http.get(f"{self.prefix}/lab")
             if r.status_code == 200 and urlsplit(str(r.url)).path.startswith(self.prefix):
                 return
-            if r.status_code == 429:  # the hub's concurrent spawn limit: a browser would retry
-                await asyncio.sleep(2)
-                continue
             await asyncio.sleep(0.5)
         raise TimeoutError(f"{self.name}'s server did not come up in {timeout:.0f}s")
 
