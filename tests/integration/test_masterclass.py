@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import pwd
+import shutil
 import ssl
 import stat
 import time
@@ -264,7 +265,8 @@ def test_class_reset_and_sheet(klass, tmp_path):
     assert stat.S_IMODE(sheet.stat().st_mode) == 0o600
     text = sheet.read_text()
     assert all(f"username <b>{n}</b>" in text for n in STUDENTS)
-    assert code in text and text.count("<svg") == 1  # a QR code only where a code is still usable
+    pending = sum(1 for n in STUDENTS if klass.accounts()[n]["code"])
+    assert code in text and text.count("<svg") == pending  # a QR code only where a code is still usable
 
     async def login():
         s = klass.student(STUDENTS[3])
@@ -273,7 +275,40 @@ def test_class_reset_and_sheet(klass, tmp_path):
     asyncio.run(login())
 
 
-def test_down_and_up_keep_homes_and_accounts(klass):
+@pytest.mark.skipif(not (shutil.which("chromium") and shutil.which("chromedriver")),
+                    reason="no Chromium (apt-get install chromium chromium-driver)")
+def test_a_browser_logs_in_with_the_sheet_link_and_sees_jupyterlab(klass, tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as seen
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    out = afbox("class", "add", "visitor", "--name", NAME, env=klass.env).stdout
+    link = next(w for w in out.split() if w.startswith("https://"))  # the sheet's QR link, code after '#'
+    opts = webdriver.ChromeOptions()
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,900"):
+        opts.add_argument(arg)
+    opts.accept_insecure_certs = True  # the facility CA is not in the browser's store
+    browser = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=opts)
+    try:
+        browser.get(link)
+        wait = WebDriverWait(browser, 120)
+        wait.until(lambda b: b.find_element(By.ID, "password_input").get_attribute("value"))
+        assert browser.find_element(By.ID, "username_input").get_attribute("value") == "visitor"
+        assert "#code" not in browser.current_url  # the page drops the code from the address
+        browser.find_element(By.ID, "new_password_input").send_keys(PASSWORD)
+        browser.find_element(By.ID, "login_submit").click()
+        wait.until(seen.presence_of_element_located((By.CSS_SELECTOR, "#jp-main-dock-panel, .jp-LabShell")))
+        wait.until(lambda b: "agc_demo.ipynb" in b.page_source)  # the class content in the file browser
+        assert "/user/visitor/lab" in browser.current_url
+        browser.save_screenshot(str(tmp_path / "jupyterlab.png"))
+    finally:
+        browser.quit()
+    assert klass.accounts()["visitor"]["code"] is None
+
+
+def test_down_and_up_keep_homes_and_accounts(klass, sessions):
     name = STUDENTS[1]
 
     async def work(cell: str) -> None:
