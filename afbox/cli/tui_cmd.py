@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import click
 
+from .options import FACILITY_NAME
+
 
 def open_console(name: str | None = None) -> None:
     try:
@@ -13,7 +15,8 @@ def open_console(name: str | None = None) -> None:
 
 
 @click.command("tui")
-@click.option("--name", "-n", default=None, help="Facility to open (default: the running one; n switches).")
+@click.option("--name", "-n", default=None, type=FACILITY_NAME,
+              help="Facility to open (default: the running one; n switches).")
 def tui(name):
     """Open the facility console."""
     open_console(name)
