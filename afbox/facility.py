@@ -21,7 +21,7 @@ BACKENDS = {"local": "afbox.backends.local:LocalBackend",
             "k3s": "afbox.backends.k3s:K3sBackend"}
 
 
-FILE_HINT = "the README's facility file (Profiles and the facility file) shows every key with its default"
+FILE_HINT = "the README's facility file example (Profiles and the facility file) shows the keys and their defaults"
 
 
 class Section(BaseModel):
