@@ -18,7 +18,7 @@ class Group(click.Group):
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         argv = list(sys.argv[1:] if args is None else args)
         try:
-            rv = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
+            rv = super().main(argv, "afbox", complete_var, standalone_mode=False, **extra)
         except Exception as e:  # noqa: BLE001 - turned into an error line, a bug included
             sys.exit(failure.answer(e, logging.getLogger().isEnabledFor(logging.DEBUG),
                                     failure.command_path(self, argv)))

@@ -9,6 +9,7 @@ from ..errors import AfboxError
 from ..facility import Facility
 from ..ports import SPAN
 from ..record import FacilityRecord
+from ..units import parse_size
 
 # decided where the facility runs, not asked for: a backend may set them (SLURM: the head's address)
 DECIDED_BY_BACKEND = {"facility.bind", "dask.gpus", "profile"}
@@ -28,9 +29,15 @@ def flat(model: Facility) -> dict[str, Any]:
 def differences(asked: Facility, rec: FacilityRecord) -> list[tuple[str, Any, Any]]:
     """(key, running, asked) for each setting the request gives another value than the running facility."""
     running, wanted = flat(rec.spec), flat(asked)
-    running["dask.workers"] = rec.dask.workers  # `scale` changes it after up
-    if not wanted["dask.workers"]:  # 0: "sized to the machine", which the running one was
-        wanted["dask.workers"] = running["dask.workers"]
+    # what the running workers have (`scale` writes them into its spec as numbers); 0 and auto ask for
+    # "sized to the machine", which the running ones were
+    running.update({"dask.workers": rec.dask.workers, "dask.threads_per_worker": rec.dask.threads,
+                    "dask.memory_limit": rec.dask.memory_limit})
+    if wanted["dask.memory_limit"] != "auto":
+        wanted["dask.memory_limit"] = parse_size(wanted["dask.memory_limit"])
+    for key in ("dask.workers", "dask.threads_per_worker", "dask.memory_limit"):
+        if wanted[key] in (0, "auto"):
+            wanted[key] = running[key]
     if rec.spec.workdir == asked.workdir:
         wanted["facility.workdir"] = running["facility.workdir"]
     return [(k, running.get(k), v) for k, v in wanted.items() if k not in DECIDED_BY_BACKEND and running.get(k) != v]

@@ -175,7 +175,8 @@ NOT_REACHED = (
 def submit_error(e: CommandError) -> AfboxError:
     """sbatch's refusal, saying whether SLURM could not be reached at all or refused this job."""
     text = (e.stderr or e.stdout or "").strip()
-    msg = [ln.removeprefix("sbatch: error: ").removeprefix("sbatch: fatal: ") for ln in text.splitlines()]
+    msg = [ln.removeprefix("sbatch: error: ").removeprefix("sbatch: fatal: ")
+           .removeprefix("Batch job submission failed: ") for ln in text.splitlines()]
     for pattern, what, hint in NOT_REACHED:
         if pattern.search(text):
             return AfboxError(what, details=msg[-5:], hint=hint)
