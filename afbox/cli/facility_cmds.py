@@ -71,8 +71,7 @@ def up(ctx, profile, config, name, workers, threads, gpus, origin, port_base, wo
         from .k3s_cmds import dry_run as k3s_dry_run
         return k3s_dry_run(fac, output)
     click.echo(f"afbox: facility {fac.name!r}, profile {profile}")
-    t0 = time.monotonic()
-    remember_start(fac.name, given_flags(ctx))
+    t0, started = time.monotonic(), time.time()
     if submit:
         from ..backends.slurm.submit import submit_and_wait
         _print_events(submit_and_wait(fac))
@@ -87,6 +86,8 @@ def up(ctx, profile, config, name, workers, threads, gpus, origin, port_base, wo
     if rec is None:
         raise AfboxError(f"facility {fac.name!r} did not leave a record of what runs",
                          hint=f"see afbox status --name {fac.name}, or afbox down --name {fac.name} and up again")
+    if rec.started >= started:  # this command started it (not one that found it up)
+        remember_start(fac.name, given_flags(ctx))
     where = f" in SLURM job {rec.site['allocation']['job_id']}" if submit and rec.site.get("allocation") else ""
     click.echo(f"\nfacility {fac.name!r} is up{where} ({time.monotonic() - t0:.1f}s):")
     unavailable = {n: s.unavailable for n, s in rec.services.items() if s.unavailable}

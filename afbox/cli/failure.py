@@ -63,10 +63,11 @@ def crash_report(e: BaseException, verbose: bool) -> AfboxError:
 def answer(e: BaseException, verbose: bool = False, command: str = "afbox") -> int:
     """Print what went wrong (for `command`, e.g. "afbox cluster up"); the exit code."""
     code = 1
-    if isinstance(e, click.exceptions.Abort) or isinstance(e, (EOFError, KeyboardInterrupt)):
-        err = AfboxError("stopped before doing anything more (no answer, or interrupted)",
+    if isinstance(e, KeyboardInterrupt):
+        err, code = AfboxError("interrupted", hint="run it again to finish; `afbox status` shows what runs"), 130
+    elif isinstance(e, (click.exceptions.Abort, EOFError)):
+        err = AfboxError("aborted: the question was answered no (or not at all); nothing was changed",
                          hint="commands that ask first take --yes")
-        code = 130 if isinstance(e, KeyboardInterrupt) else 1
     elif isinstance(e, click.UsageError):
         err, code = usage_error(e), e.exit_code
     elif isinstance(e, click.ClickException):
