@@ -23,6 +23,7 @@ TRAEFIK = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": 
 DEFAULT_PORTS = {"https": 443, "http": 80, "root": 1094, "roots": 1094, "xroots": 1094}
 LOCAL = {"localhost", "127.0.0.1", "0.0.0.0", "::1"}
 URL = re.compile(r"\b([a-z][a-z0-9+.-]*)://([\w.-]+)(?::(\d+))?")
+HOST_PORT = re.compile(r"(?<![\w./:-])([a-z0-9-]+(?:\.[a-z0-9-]+)+):(\d+)\b")  # xrootd's pss.origin host:port
 
 
 def flows(groups, ns: str) -> dict[tuple[str, str], set[int]]:
@@ -42,14 +43,18 @@ def flows(groups, ns: str) -> dict[tuple[str, str], set[int]]:
     return out
 
 
-def external(spec, public: set[str]) -> set[int]:
+def external(spec, ns: str, public: set[str]) -> set[int]:
     """Ports of addresses outside the cluster the service names (a remote origin, other issuers);
     public: the ingress' hosts, which only browsers open."""
-    out = set()
-    for scheme, host, port in URL.findall(mentioned(spec)):
-        if host not in LOCAL | public and ".svc" not in host and "." in host and scheme in DEFAULT_PORTS:
-            out.add(int(port) if port else DEFAULT_PORTS[scheme])
-    return out
+    text = mentioned(spec)
+    found = [(host, int(port) if port else DEFAULT_PORTS[scheme])
+             for scheme, host, port in URL.findall(text) if scheme in DEFAULT_PORTS]
+    found += [(host, int(port)) for host, port in HOST_PORT.findall(URL.sub(" ", text))]
+
+    def outside(host: str) -> bool:
+        in_cluster = ".svc" in host or host.split(".")[1:2] == [ns]
+        return host not in LOCAL | public and not in_cluster and bool(re.search(r"[a-z]", host))
+    return {port for host, port in found if outside(host)}
 
 
 def _ports(ports) -> list[dict]:
@@ -73,7 +78,7 @@ def policies(ns: str, facility: str, groups, routes: list[tuple[str, str, int]])
             ingress.append({"from": [TRAEFIK], "ports": _ports(exposed[g.name])})
         egress = [{"to": [peer(s)], "ports": _ports(p)} for (c, s), p in sorted(fl.items()) if c == g.name]
         egress.append(DNS)
-        if ext := external(g.spec, {h for h, _, _ in routes}):
+        if ext := external(g.spec, ns, {h for h, _, _ in routes}):
             egress.append({"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": _ports(ext)})
         spec = {"podSelector": {"matchLabels": selector(facility, g.name)}, "policyTypes": ["Ingress", "Egress"],
                 "ingress": ingress, "egress": egress}
