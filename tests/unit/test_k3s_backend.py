@@ -31,8 +31,10 @@ NS, SEL = "afbox-edge", "afbox.io/facility=edge"
 GET_NODES = ["kubectl", "get", "nodes", "-o", "json"]
 APPLY = ["kubectl", "apply", "--server-side", "--field-manager=afbox", "--force-conflicts", "-f", "-"]
 RUNNING = ["kubectl", "get", "deployments,statefulsets", "-n", NS, "-l", SEL, "-o", "name"]
-DELETE = ["kubectl", "delete", "deployments,statefulsets,services,configmaps,secrets,ingresses,networkpolicies",
-          "-n", NS, "-l", SEL, "--ignore-not-found", "--wait=true", "--timeout=120s"]
+DELETE = [["kubectl", "delete", kinds, "-n", NS, "-l", SEL, "--ignore-not-found", "--wait=true", "--timeout=120s"]
+          for kinds in ("daskclusters.gateway.dask.org",
+                        "deployments,statefulsets,services,configmaps,secrets,ingresses,networkpolicies,"
+                        "serviceaccounts,roles,rolebindings,ingressroutes.traefik.io")]
 
 
 def rollout(kind, name, timeout=300):
@@ -114,7 +116,7 @@ def test_up_scale_down_make_exactly_these_calls(env):
 
     env.reset()
     list(lifecycle.down("edge"))
-    assert env.calls() == [DELETE]
+    assert env.calls() == DELETE
     assert record.read(FacilityState("edge")) is None
     assert not K3sBackend(FacilityState("edge")).running()
 
@@ -140,9 +142,9 @@ def test_crashloop_names_the_pod_and_shows_its_last_lines(env, monkeypatch):
     assert e.service == "jupyter" and "pod jupyter-7c9d8b6f5-x2x7k is in CrashLoopBackOff" in e.reason
     assert any("TraitError: No such directory" in line for line in e.log_tail)
     calls = env.calls()
-    assert calls[-3:] == [["kubectl", "get", "pods", "-n", NS, "-l", f"{SEL},app.kubernetes.io/name=jupyter", "-o", "json"],
+    assert calls[-4:] == [["kubectl", "get", "pods", "-n", NS, "-l", f"{SEL},app.kubernetes.io/name=jupyter", "-o", "json"],
                           ["kubectl", "logs", "jupyter-7c9d8b6f5-x2x7k", "-n", NS, "-c", "jupyter", "--tail=20", "--previous"],
-                          DELETE]  # what this up started is removed again; volumes stay
+                          *DELETE]  # what this up started is removed again; volumes stay
     assert rollout("deployment", "jupyter") in calls
 
 
@@ -206,16 +208,21 @@ def test_an_air_gap_set_is_placed_for_every_start_and_pins_each_image(env, monke
     digests[fac.k3s.analysis_image] = oci_archive(images / "image0.tar", fac.k3s.analysis_image)
     data = tmp_path / "rancher"
     monkeypatch.setattr("afbox.backends.k3s.backend.data_dir", lambda: data)
-    with pytest.raises(AfboxError) as err:  # the XCache's image is not in the set yet
+    with pytest.raises(AfboxError) as err:  # the XCache's image (and the gateway's proxy) not in the set yet
         list(lifecycle.up(fac))
-    assert "lacks ghcr.io/afbox/xcache:0.1.0" in err.value.message and "oci-archive" in err.value.hint
+    assert "ghcr.io/afbox/xcache:0.1.0" in err.value.message and "oci-archive" in err.value.hint
     env.reset()
     digests[fac.k3s.xcache_image] = oci_archive(images / "image1.tar", fac.k3s.xcache_image)
+    with pytest.raises(AfboxError) as err:  # nor the Dask gateway's proxy
+        list(lifecycle.up(fac))
+    assert "lacks docker.io/rancher/mirrored-library-traefik:2.11.18" in err.value.message
+    env.reset()
+    digests[fac.k3s.gateway_proxy_image] = oci_archive(images / "proxy.tar", fac.k3s.gateway_proxy_image)
     list(lifecycle.up(fac))
-    assert sorted(p.name for p in (data / "agent" / "images").iterdir()) == ["image0.tar", "image1.tar"]
+    assert sorted(p.name for p in (data / "agent" / "images").iterdir()) == ["image0.tar", "image1.tar", "proxy.tar"]
     calls = env.calls()
     assert [c for c in calls if c[0] == "ctr"] == [["ctr", "images", "import", str(images / n)]
-                                                   for n in ("image0.tar", "image1.tar")]
+                                                   for n in ("image0.tar", "image1.tar", "proxy.tar")]
     applied = env.calls(stdin=True)[[c[0] for c in calls].index("kubectl", 2)]["stdin"]
     for ref, digest in digests.items():
         assert f"image: {ref}@{digest}" in applied
@@ -319,3 +326,22 @@ def test_the_fake_refuses_argv_afbox_never_sends(env):
     with pytest.raises(CommandError) as err:
         run(["k3s", "kubectl", "apply", "-f", "-"], input="kind: X\n")
     assert err.value.code == 2
+
+
+def test_the_retire_hook_hands_a_workers_data_to_the_others_before_it_stops():
+    """The preStop hook of the worker pods, against a real scheduler and two workers in this process."""
+    import asyncio
+
+    from distributed import Client, Scheduler, Worker
+
+    from afbox.backends.k3s.retire import retire
+
+    async def main():
+        async with Scheduler(protocol="inproc", dashboard_address=":0") as s, \
+                Worker(s.address, name="dask-worker-7b9c5d8f6-wx8rp") as w1, Worker(s.address, name="other") as w2:
+            async with Client(s.address, asynchronous=True) as c:
+                [fut] = await c.scatter([41], workers=[w1.address])
+                assert await retire(s.address, "dask-worker-7b9c5d8f6-wx8rp", 30) == [w1.address]
+                assert list(s.workers) == [w2.address] and await fut == 41  # the data moved, not lost
+                assert await retire(s.address, "gone", 30) == []
+    asyncio.run(main())

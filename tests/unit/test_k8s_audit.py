@@ -4,6 +4,7 @@ reach whom, and checkov's Kubernetes checks (with the exceptions accepted, each 
 Each check also runs once on a known-bad object, so that it is seen to fail."""
 from __future__ import annotations
 
+import ast
 import re
 import shlex
 from pathlib import Path
@@ -177,6 +178,7 @@ def test_the_name_check_fails_for_the_hosts_own_server_certificate(tmp_path, mon
 # -- flows -------------------------------------------------------------------------------------
 TRAEFIK = ("kube-system", {"app.kubernetes.io/name": "traefik"})
 OUTSIDE = ("", {})  # an address outside the cluster
+CLUSTERS = "gateway clusters"  # the schedulers and workers the Dask gateway starts as pods
 # (client, server, port or the server's port label, why): what the facility needs ...
 NEEDED = [
     ("jupyter", "dask-scheduler", "scheduler", "kernels' Client"),
@@ -192,6 +194,11 @@ NEEDED = [
     ("jupyter", "gateway", "scheduler-proxy", "and talk to them through its proxy"),
     (TRAEFIK, "jupyter", "http", "people open JupyterLab"),
     (TRAEFIK, "dask-scheduler", "dashboard", "people open the dashboard"),
+    ("gateway", CLUSTERS, 8786, "the gateway's proxy reaches its clusters' schedulers"),
+    ("gateway", CLUSTERS, 8787, "and their dashboards"),
+    (CLUSTERS, "gateway", "api", "the clusters report to the gateway"),
+    (CLUSTERS, CLUSTERS, 40123, "their workers and scheduler talk on ports of their own choosing"),
+    (CLUSTERS, "xcache", "xroot", "their workers read root:// through the cache"),
 ]
 # ... and what it must not allow
 FORBIDDEN = [
@@ -204,6 +211,9 @@ FORBIDDEN = [
     ("dask-worker", "jupyter", "http", "user code on workers reaching the notebook server"),
     ("issuer", "dask-worker", "worker", "a component reaching workers it never names"),
     ("origin", OUTSIDE, 1094, "the origin calling out"),
+    (CLUSTERS, "origin", "xroot", "gateway clusters around the cache"),
+    (CLUSTERS, "jupyter", "http", "gateway clusters reaching the notebook server"),
+    ("jupyter", CLUSTERS, 8786, "kernels reach gateway clusters only through the gateway's proxy"),
     ("jupyter", OUTSIDE, 1094, "kernels reading a remote origin around the cache"),
 ]
 
@@ -211,15 +221,21 @@ FORBIDDEN = [
 def labels_of(objs: list[dict], who) -> tuple[str, dict]:
     if isinstance(who, tuple):
         return who
+    if who == CLUSTERS:  # the pods the gateway's controller starts, labelled as its config says
+        config = next(o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "config")["data"]
+        found = re.search(r"^c\.KubeController\.common_labels = (.*)$", config["launcher-controller.py"], re.M)
+        ns = next(o for o in objs if o["kind"] == "Namespace")["metadata"]["name"]
+        return ns, {**ast.literal_eval(found[1]), "gateway.dask.org/instance": f"afbox-{ns.removeprefix('afbox-')}",
+                    "app.kubernetes.io/component": "dask-worker"}
     w = next(o for o in objs if o["kind"] in ("Deployment", "StatefulSet") and o["metadata"]["name"] == who)
     return w["metadata"]["namespace"], w["spec"]["template"]["metadata"]["labels"]
 
 
 def port_of(objs: list[dict], server, port) -> int:
-    if isinstance(port, int):
+    if isinstance(port, int) or server == CLUSTERS:
         return port
     pod = pods(objs)[server]
-    return next(p["containerPort"] for p in pod["containers"][0]["ports"] if p["name"] == port)
+    return next(p["containerPort"] for c in pod["containers"] for p in c.get("ports", []) if p["name"] == port)
 
 
 def _selects(selector: dict, labels: dict) -> bool:
@@ -268,7 +284,8 @@ def allowed(objs: list[dict], client, server, port) -> bool:
 
 def flow_table(objs: list[dict]) -> list[str]:
     present = set(pods(objs))
-    def there(*who): return all(isinstance(w, tuple) or w in present for w in who)  # noqa: E704
+    def there(*who):  # noqa: E306
+        return all(isinstance(w, tuple) or w in present or (w == CLUSTERS and "gateway" in present) for w in who)
     wrong = [f"needed but denied: {c} -> {s}:{p} ({why})" for c, s, p, why in NEEDED
              if there(c, s) and not allowed(objs, c, s, p)]
     wrong += [f"allowed but forbidden: {c} -> {s}:{p} ({why})" for c, s, p, why in FORBIDDEN
@@ -308,6 +325,10 @@ ACCEPTED = {
                    "No memory limit where a service declares no size: JupyterLab holds every kernel, so a "
                    "limit would kill all of a user's kernels at once; every pod asks for memory instead "
                    "([k3s] memory_request). Workers have their Dask memory limit as their limit."),
+    "CKV_K8S_38": ("gateway gateway-controller",
+                   "The Dask gateway's API and its controller use the Kubernetes API (dask-gateway's Kubernetes "
+                   "backend: clusters as DaskCluster objects, their pods), each with a Role of its own in the "
+                   "facility's namespace only; no other pod gets a service account token."),
     "CKV_K8S_23": ("nvidia-device-plugin-daemonset",
                    "NVIDIA's device plugin runs as root: it creates its socket in the kubelet's root-owned "
                    "device-plugins dir (as NVIDIA's own manifest does)."),

@@ -96,7 +96,8 @@ def test_a_new_service_becomes_valid_kubernetes_objects(with_hello):
     ingress = next(o for o in objs if o["kind"] == "Ingress")
     assert "hello.afbox.localhost" in [r["host"] for r in ingress["spec"]["rules"]]
     for obj in yaml.safe_load_all(manifests.dump(objs)):
-        kubernetes_validate.validate(obj, "1.31", strict=True)
+        if not obj["apiVersion"].startswith("traefik.io/"):  # Traefik's own kinds have no schema there
+            kubernetes_validate.validate(obj, "1.31", strict=True)
 
 
 def test_no_backend_names_a_service():

@@ -38,7 +38,9 @@ from .install import agent_images_dir, place_images
 
 WORKLOAD_KINDS = "deployments,statefulsets"
 # down deletes what a facility's `up` created, except its volumes
-DELETE_KINDS = "deployments,statefulsets,services,configmaps,secrets,ingresses,networkpolicies"
+DELETE_KINDS = ("deployments,statefulsets,services,configmaps,secrets,ingresses,networkpolicies,"
+                "serviceaccounts,roles,rolebindings,ingressroutes.traefik.io")
+CLUSTER_KIND = "daskclusters.gateway.dask.org"  # what dask-gateway's Kubernetes backend creates
 NOT_RUNNING = {"CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "CreateContainerConfigError",
                "RunContainerError", "InvalidImageName"}
 # The CA key never leaves the host; the ingress' and the pods' certificates go in Secrets of their
@@ -122,7 +124,8 @@ class K3sBackend(Hooks):
         for obj in workloads_of(objs, ns):
             name = obj["metadata"]["name"]
             fresh = [s.name for s in specs if (s.replica_of or s.name) == name and s.name not in unchanged]
-            if not fresh:
+            helper = not any((s.replica_of or s.name) == name for s in specs)  # a launcher's controller
+            if not fresh and not (helper and not unchanged):
                 continue
             for m in fresh:
                 yield ev.Event(ev.STARTING, m, f"{obj['kind'].lower()}/{name}")
@@ -186,6 +189,9 @@ class K3sBackend(Hooks):
 
     # -- down -----------------------------------------------------------------------------------
     def _delete_workloads(self, ns: str | None = None) -> None:
+        # the Dask gateway's clusters first: their pods go with them (absent where no gateway ran)
+        self.k3s.kubectl("delete", CLUSTER_KIND, "-n", ns or self.namespace, "-l", self.selector,
+                         "--ignore-not-found", "--wait=true", "--timeout=120s", timeout=180, check=False)
         self.k3s.kubectl("delete", DELETE_KINDS, "-n", ns or self.namespace, "-l", self.selector,
                          "--ignore-not-found", "--wait=true", "--timeout=120s", timeout=180)
 

@@ -61,11 +61,17 @@ def _ports(ports) -> list[dict]:
     return [{"port": p, "protocol": "TCP"} for p in sorted(ports)]
 
 
-def policies(ns: str, facility: str, groups, routes: list[tuple[str, str, int]]) -> list[dict]:
-    """The namespace's default deny, then one policy per component."""
+def policies(ns: str, facility: str, groups, routes: list[tuple[str, str, int]], clients=(),
+             extra: dict[str, dict] | None = None) -> list[dict]:
+    """The namespace's default deny, then one policy per component. clients: (name, pod selector,
+    spec) of pods that only connect (a launcher's clusters: their own policy comes from it); extra:
+    component -> rules its policy gains ({"ingress": [...], "egress": [...]})."""
+    from .workloads import Group
+    selectors = {name: sel for name, sel, _ in clients}
+
     def peer(name: str) -> dict:
-        return {"podSelector": {"matchLabels": selector(facility, name)}}
-    fl = flows(groups, ns)
+        return {"podSelector": selectors.get(name) or {"matchLabels": selector(facility, name)}}
+    fl = flows([*groups, *(Group(name, spec, ()) for name, _, spec in clients)], ns)
     exposed: dict[str, set[int]] = {}
     for _, workload, port in routes:
         exposed.setdefault(workload, set()).add(port)
@@ -80,8 +86,9 @@ def policies(ns: str, facility: str, groups, routes: list[tuple[str, str, int]])
         egress.append(DNS)
         if ext := external(g.spec, ns, {h for h, _, _ in routes}):
             egress.append({"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": _ports(ext)})
+        more = (extra or {}).get(g.name, {})
         spec = {"podSelector": {"matchLabels": selector(facility, g.name)}, "policyTypes": ["Ingress", "Egress"],
-                "ingress": ingress, "egress": egress}
+                "ingress": ingress + more.get("ingress", []), "egress": egress + more.get("egress", [])}
         out.append({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
                     "metadata": meta(g.name, ns, facility, g.name), "spec": spec})
     return out

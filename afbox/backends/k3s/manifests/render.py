@@ -11,11 +11,12 @@ import yaml
 
 from ....services.context import Context
 from ....spec import ServiceSpec
-from . import gpu, images, network, objects, secrets, volumes, workloads
+from . import gpu, images, launcher, network, objects, secrets, volumes, workloads
 from .objects import secret_key
 from .pod import namespace_name
 
 VISIBLE_ENV = {"CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES"}  # the device plugin picks the GPU
+CONTROLLER_KEY = "launcher-controller.py"  # the launcher's controller config in the config ConfigMap
 POD_ENV = [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
            {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}]
 
@@ -53,6 +54,12 @@ def render(ctx: Context, specs: list[ServiceSpec], filled: Filled) -> list[dict]
     fac = ctx.facility
     name, ns, k = fac.name, namespace_name(fac), fac.k3s
     groups = [replace(g, spec=_pod_spec(g)) for g in workloads.group(specs)]
+    listing = {n: tuple(p.removeprefix(secrets.SECRET_PATHS.get(n, "")) for p in files)
+               for n, files in filled.secrets.items()}
+    analysis = images.pinned(k.analysis_image, filled.digests)
+    launching = {g.name: _clusters(g, listing, analysis) for g in groups if _launches(g)}
+    groups = [replace(g, spec=launcher.adapted(g.spec, ns, name, analysis, launching[g.name][2]))
+              if g.name in launching else g for g in groups]
 
     taken: dict[str, str] = {}
     keys, config_data, fill_keys, fill_data = {}, {}, {}, {}
@@ -65,9 +72,11 @@ def render(ctx: Context, specs: list[ServiceSpec], filled: Filled) -> list[dict]
                 keys[f.path] = volumes.config_key(g.name, f.path, taken)
                 config_data[keys[f.path]] = f.text
 
-    listing = {n: tuple(p.removeprefix(secrets.SECRET_PATHS.get(n, "")) for p in files)
-               for n, files in filled.secrets.items()}
+    for w in launching:
+        config_data[CONTROLLER_KEY] = launcher.controller_config(w, ns, name, groups_by(groups, w).spec.port_dict[
+            groups_by(groups, w).spec.launches.api])
     copies = {g.name: secrets.copies(g.spec, listing, fill_keys) for g in groups}
+    copies |= {f"{w}-clusters": c for w, (c, _, _) in launching.items()}
     used = {c.source for cs in copies.values() for c in cs if not c.config_map}
     ingress = routes(ctx, specs)
     if ingress:
@@ -77,7 +86,15 @@ def render(ctx: Context, specs: list[ServiceSpec], filled: Filled) -> list[dict]
         raise ValueError(f"no content for Secret(s) {', '.join(missing)}")
 
     out: list[dict] = [objects.namespace(ns, name)]
-    out += network.policies(ns, name, groups, ingress)
+    clients, extra, launched = [], {}, []
+    for w, (_, pseudo, _) in launching.items():
+        fl = network.flows([*groups, workloads.Group(pseudo.name, pseudo, ())], ns)
+        pols, extra[w] = launcher.policies(groups_by(groups, w).spec, ns, name,
+                                           {k: p for k, p in fl.items() if k[0] == pseudo.name},
+                                           network.external(pseudo, ns, {h for h, _, _ in ingress}))
+        launched += pols
+        clients.append((pseudo.name, pols[0]["spec"]["podSelector"], pseudo))
+    out += network.policies(ns, name, groups, ingress, clients, extra) + launched
     if any(g.spec.gpu == "nvidia" for g in groups):
         out += [gpu.runtime_class(), gpu.device_plugin(images.pinned(k.device_plugin_image, filled.digests))]
     for sname in sorted(used & set(filled.secrets)):
@@ -98,10 +115,35 @@ def render(ctx: Context, specs: list[ServiceSpec], filled: Filled) -> list[dict]
         v = volumes.for_spec(g.spec, copies[g.name], keys, image, workloads.RESTRICTED)
         if svc := workloads.service(g, ns, name):
             out.append(svc)
-        out.append(workloads.workload(g, ns, name, image, v, POD_ENV if g.replicated else [], k))
+        w = workloads.workload(g, ns, name, image, v, POD_ENV if g.replicated else [], k)
+        if g.name in launching:
+            w = launcher.in_pod(w, g.spec, ns, name, images.pinned(k.gateway_proxy_image, filled.digests))
+        out.append(w)
+    for w in launching:
+        mounts = {"mounts": [{"name": "config", "mountPath": launcher.CONTROLLER_CONFIG, "subPath": CONTROLLER_KEY,
+                              "readOnly": True}, {"name": "tmp", "mountPath": "/tmp"}],
+                  "volumes": [{"name": "config", "configMap": {"name": volumes.CONFIG, "items": [
+                      {"key": CONTROLLER_KEY, "path": CONTROLLER_KEY}]}}, {"name": "tmp", "emptyDir": {}}]}
+        out += launcher.objects(groups_by(groups, w).spec, ns, name, analysis, mounts)
     if ingress:
         out.append(network.ingress(ns, name, ingress))
     return out
+
+
+def _launches(g: workloads.Group) -> bool:
+    return bool(g.spec.launches) and g.spec.launches.kind == launcher.KIND
+
+
+def _clusters(g: workloads.Group, listing: dict, image: str):
+    """(copies, spec, pod settings) of the pods a launcher starts: its clusters' environment as a spec."""
+    pseudo = ServiceSpec(f"{g.name}-clusters", (), env=g.spec.launches.env)
+    copies = secrets.copies(pseudo, listing, {})
+    v = volumes.for_spec(pseudo, copies, {}, image, workloads.RESTRICTED)
+    return copies, pseudo, launcher.cluster_pod(v, image)
+
+
+def groups_by(groups: list[workloads.Group], name: str) -> workloads.Group:
+    return next(g for g in groups if g.name == name)
 
 
 def blank(objs: list[dict]) -> list[dict]:
