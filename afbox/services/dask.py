@@ -154,7 +154,10 @@ def gpu_worker(ctx: Context, k: int, dev) -> ServiceSpec:
 
 def gpu_env(dev) -> tuple[tuple[str, str], ...]:
     """What shows a worker exactly this device, whatever it inherits from afbox's own environment."""
-    pin = dev.pin or dev.uuid  # records written before `pin` existed hold the UUID only
+    pin = dev.pin
+    if pin is None:  # a record written before pins: render its workers exactly as they run
+        return (("ROCR_VISIBLE_DEVICES" if dev.vendor == "amd" else "CUDA_VISIBLE_DEVICES",
+                 dev.uuid or str(dev.gpu_index)),)
     if dev.vendor == "amd":
         # HIP counts HIP_VISIBLE_DEVICES / CUDA_VISIBLE_DEVICES among the devices ROCr left: an
         # inherited one would point past the single device, so name that one.

@@ -249,3 +249,12 @@ def test_numbers_in_cuda_visible_devices_with_mixed_models_are_flagged(bindir):
     assert "CUDA_DEVICE_ORDER=PCI_BUS_ID" in problem
     assert gpu._order_problem(mixed, "PCI_BUS_ID") == []
     assert gpu._order_problem(gpu.GpuReport(gpus=t4 + t4, visibility={"CUDA_VISIBLE_DEVICES": "1"}), "") == []
+
+
+def test_workers_of_a_record_written_before_pins_render_as_they_run():
+    from afbox.gpu.model import Device
+    from afbox.services.dask import gpu_env
+    old = {"label": "gpu-1", "uuid": None, "model": "AMD GPU", "memory": None, "vendor": "amd", "gpu_index": 1,
+           "mig_index": None, "mig_profile": None}
+    assert gpu_env(Device(**old)) == (("ROCR_VISIBLE_DEVICES", "1"),)
+    assert gpu_env(Device(**{**old, "vendor": "nvidia", "uuid": "GPU-1"})) == (("CUDA_VISIBLE_DEVICES", "GPU-1"),)
