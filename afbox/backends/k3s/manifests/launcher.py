@@ -64,7 +64,7 @@ def adapted(spec: ServiceSpec, ns: str, facility: str, image: str, pod: dict) ->
     return replace(spec, files=files)
 
 
-def cluster_pod(v, env_copies_image: str) -> dict:
+def cluster_pod(v) -> dict:
     """What every cluster pod gets besides dask-gateway's own: the restricted security context and
     the facility's credentials copied in (v: volumes.for_spec of the clusters' environment)."""
     pod = {"securityContext": {"runAsNonRoot": True, "runAsUser": UID, "runAsGroup": UID, "fsGroup": UID,

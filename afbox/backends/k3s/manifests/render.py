@@ -139,7 +139,7 @@ def _clusters(g: workloads.Group, listing: dict, image: str):
     pseudo = ServiceSpec(f"{g.name}-clusters", (), env=g.spec.launches.env)
     copies = secrets.copies(pseudo, listing, {})
     v = volumes.for_spec(pseudo, copies, {}, image, workloads.RESTRICTED)
-    return copies, pseudo, launcher.cluster_pod(v, image)
+    return copies, pseudo, launcher.cluster_pod(v)
 
 
 def groups_by(groups: list[workloads.Group], name: str) -> workloads.Group:

@@ -15,9 +15,8 @@ from .objects import claim_spec, cpu, labels, memory, meta, selector
 from .pod import UID, VENV_BIN, workload_of
 
 GPU_RESOURCE = {"nvidia": "nvidia.com/gpu", "amd": "amd.com/gpu"}
+# the root filesystem stays read-only: a service writes only to its declared dirs, /tmp and its home
 RESTRICTED = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}, "readOnlyRootFilesystem": True}
-# the root filesystem stays read-only; a service writes only to its declared dirs, /tmp and its home
-CONTAINER = RESTRICTED
 HOME = "/home/afbox"           # the analysis image's home (images/analysis.Containerfile)
 READY = {"periodSeconds": 5, "timeoutSeconds": 3, "failureThreshold": 3}
 # a service that stops answering for two minutes is restarted
@@ -108,7 +107,7 @@ def container(g: Group, image: str, mounts: list[dict], extra_env: list[dict], k
         c["livenessProbe"] = {**p, **ALIVE}
     if hook := retire_hook(s):
         c["lifecycle"] = {"preStop": {"exec": {"command": hook}}}
-    c["securityContext"] = CONTAINER
+    c["securityContext"] = RESTRICTED
     c["volumeMounts"] = mounts
     return c
 
