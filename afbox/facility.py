@@ -195,9 +195,13 @@ class K3sSection(Section):
     origin_size: str = "10GiB"
     images_dir: str = ""            # image tarballs to `k3s ctr images import` before applying
     device_plugin_image: str = "nvcr.io/nvidia/k8s-device-plugin:v0.17.0"
+    # the Dask gateway's proxy (Traefik, as dask-gateway's chart runs it): the one k3s itself ships
+    gateway_proxy_image: str = "docker.io/rancher/mirrored-library-traefik:2.11.18"
+    cpu_request: str = "100m"       # for a pod whose service declares no size of its own
+    memory_request: str = "256MiB"  # likewise: every pod asks for memory, so none is evicted first for it
     rollout_timeout: float = Field(300, gt=0)  # seconds for each workload (image pulls included)
 
-    @field_validator("workdir_size", "origin_size")
+    @field_validator("workdir_size", "origin_size", "memory_request")
     @classmethod
     def _size(cls, v: str) -> str:
         parse_size(v)
