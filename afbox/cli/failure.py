@@ -6,7 +6,7 @@ Never a traceback: a bug (an exception afbox did not expect) is answered the sam
 from __future__ import annotations
 
 import errno
-import sys
+import os
 import time
 import traceback
 from pathlib import Path
@@ -41,15 +41,16 @@ def os_error(e: OSError) -> AfboxError:
     return AfboxError(msg, hint=hint)
 
 
-def crash_report(e: BaseException, verbose: bool) -> AfboxError:
-    """An exception afbox did not expect: where its traceback went, and that it is afbox's fault."""
+def crash_report(e: BaseException, verbose: bool, command: str = "afbox") -> AfboxError:
+    """An exception afbox did not expect: where its traceback went, and that it is afbox's fault.
+    The file names the command, not its arguments (a token given to --inspect stays out of it)."""
     text = "".join(traceback.format_exception(e))
     where = "it could not be saved"
     try:
         path = crash_log()
         path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a") as f:
-            f.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} afbox {' '.join(sys.argv[1:])}\n{text}\n")
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "a") as f:
+            f.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {command}\n{text}\n")
         where = f"it is in {path}"
     except OSError:
         pass
@@ -79,7 +80,7 @@ def answer(e: BaseException, verbose: bool = False, command: str = "afbox") -> i
     elif isinstance(e, OSError) and (e.filename is not None or e.errno in (errno.ENOSPC, errno.EROFS)):
         err = os_error(e)
     else:
-        err, code = crash_report(e, verbose), BUG
+        err, code = crash_report(e, verbose, command), BUG
     if not err.hint:
         err = AfboxError(err.message, hint=f"see `{command} --help`", details=err.details)
     try:

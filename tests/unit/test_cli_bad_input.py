@@ -118,9 +118,6 @@ def isolated(sandbox, monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "tui.app", types.SimpleNamespace(run=lambda **kw: None))
 
 
-COUNT = {"invocations": 0}
-
-
 @pytest.mark.parametrize("path,pname", cases())
 def test_bad_values_get_an_error_line_with_a_hint(path, pname, sandbox):
     _, files = sandbox
@@ -133,7 +130,6 @@ def test_bad_values_get_an_error_line_with_a_hint(path, pname, sandbox):
     for what, value in bad_values(files).items():
         argv = argv_for(path, cmd, param, value, files)
         r = runner.invoke(main, argv, input="")
-        COUNT["invocations"] += 1
         out = r.stdout + r.stderr
         if r.exit_code == 0 and not isinstance(r.exception, (SystemExit, type(None))):
             problems.append(f"{what}: raised {r.exception!r}")
@@ -151,4 +147,5 @@ def test_the_walk_found_the_whole_tree():
     """The walk reaches nested groups and hidden commands (so later additions are fed too)."""
     names = {" ".join(p) for p, _ in walk(main)}
     assert {"up", "cache purge", "k3s token", "env create", "cluster up", "token rotate-key", "slurm-job"} <= names
-    print(f"\n{len(names)} commands, {len(cases())} parameters, {len(cases()) * len(bad_values({'unreadable': '', 'dir': '', 'garbage': ''}))} invocations")
+    per_parameter = len(bad_values({"unreadable": "", "dir": "", "garbage": ""}))
+    print(f"\n{len(names)} commands, {len(cases())} parameters, {len(cases()) * per_parameter} invocations")

@@ -97,11 +97,14 @@ def test_an_unexpected_exception_is_one_error_line_and_a_crash_file(xdg, monkeyp
     def boom(name):
         raise TypeError("'NoneType' object does not support item assignment")
     monkeypatch.setattr("afbox.cli.facility_cmds.resolve_name", boom)
-    r = CliRunner().invoke(main, ["status"])
+    r = CliRunner().invoke(main, ["status", "--name", "given-value"])
     assert r.exit_code == failure.BUG and "Traceback" not in r.stderr
     assert error(r)[0] == "error: afbox failed unexpectedly: TypeError: 'NoneType' object does not support item " \
                           "assignment"
-    assert "Traceback" in failure.crash_log().read_text() and "this is a bug in afbox" in error(r)[1]
+    log = failure.crash_log()
+    assert "Traceback" in log.read_text() and "this is a bug in afbox" in error(r)[1]
+    assert "afbox status\n" in log.read_text() and "given-value" not in log.read_text()  # arguments may be tokens
+    assert log.stat().st_mode & 0o777 == 0o600
 
 
 # -- item 6: token --inspect ---------------------------------------------------------------------
