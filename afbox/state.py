@@ -106,7 +106,7 @@ def resolve_name(name: str | None) -> str:
     if chosen:
         if problem := name_problem(chosen):
             source = "" if name else f" (from ${ENV_FACILITY})"
-            raise AfboxError(problem + source, hint="afbox status lists the running facilities' names"
+            raise AfboxError(problem + source, hint=f"unset {ENV_FACILITY}, or set it to a facility's name"
                              if not name else "e.g. --name ci")
         return chosen
     running = known_facilities()

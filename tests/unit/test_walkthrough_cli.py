@@ -233,3 +233,16 @@ def test_status_honours_afbox_facility(recorded, monkeypatch):
     assert r.stdout.startswith("facility 'ci' (ci profile, recording backend)")
     r = afbox("status", env={"AFBOX_FACILITY": "other"})
     assert r.stdout.strip() == "facility 'other' is down (start it with: afbox up --name other)"
+
+
+def test_the_console_opens_on_afbox_facility(xdg, monkeypatch):
+    import sys
+    import types
+    opened = []
+    monkeypatch.setitem(sys.modules, "tui.app", types.SimpleNamespace(run=lambda facility: opened.append(facility)))
+    afbox("tui", env={"AFBOX_FACILITY": "two"})
+    afbox(env={"AFBOX_FACILITY": "two"})  # bare `afbox` is the console too
+    afbox("tui", "--name", "one", env={"AFBOX_FACILITY": "two"})
+    assert opened == ["two", "two", "one"]
+    r = afbox("tui", env={"AFBOX_FACILITY": "Two!"})
+    assert r.exit_code == 1 and "(from $AFBOX_FACILITY)" in error(r)[0] and opened == ["two", "two", "one"]
