@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -31,6 +32,7 @@ def fac():
     out = afbox(*UP, "--workdir", str(workdir), env=env).stdout
     yield dict(env=env, base=base, workdir=workdir, up=out)
     afbox("down", "--name", NAME, env=env, check=False)
+    shutil.rmtree(base, ignore_errors=True)
 
 
 def answered(args, env, input: str) -> subprocess.CompletedProcess:
