@@ -140,7 +140,7 @@ def test_each_facility_has_its_own_default_workdir(tmp_path, monkeypatch):
 def test_a_second_facility_in_the_same_workdir_is_warned_about(xdg):
     shared = str(xdg / "shared")
     list(lifecycle.up(facility(xdg, facility={"workdir": shared})))
-    second = facility(xdg, name="two", facility={"workdir": shared, "port_base": PORT_BASE + 1000})
+    second = facility(xdg, name="two", facility={"workdir": shared, "port_base": PORT_BASE + 100})
     lines = [e.message for e in lifecycle.up(second) if e.kind == ev.INFO]
     assert any(ln.startswith("warning: facility 'ci' works in") and "--workdir" in ln for ln in lines)
 
@@ -148,7 +148,7 @@ def test_a_second_facility_in_the_same_workdir_is_warned_about(xdg):
 # -- issue 14: AFBOX_FACILITY --------------------------------------------------------------------
 def test_afbox_facility_chooses_among_running_facilities(xdg, monkeypatch):
     list(lifecycle.up(facility(xdg)))
-    list(lifecycle.up(facility(xdg, name="two", facility={"port_base": PORT_BASE + 1000})))
+    list(lifecycle.up(facility(xdg, name="two", facility={"port_base": PORT_BASE + 100})))
     with pytest.raises(AfboxError) as e:
         resolve_name(None)
     assert "2 facilities are running: ci, two" == e.value.message and "AFBOX_FACILITY=NAME" in e.value.hint
