@@ -9,6 +9,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
+from .ports import MAX_WORKERS, SPAN
+from .state import name_problem
 from .units import parse_duration, parse_size
 
 BUNDLES = Path(__file__).resolve().parent.parent / "bundles"
@@ -19,19 +21,36 @@ BACKENDS = {"local": "afbox.backends.local:LocalBackend",
             "k3s": "afbox.backends.k3s:K3sBackend"}
 
 
+FILE_HINT = "the README's facility file example (Profiles and the facility file) shows the keys and their defaults"
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
 class FacilitySection(Section):
-    name: str = Field("default", pattern=r"^[a-z0-9][a-z0-9-]{0,30}$")
+    name: str = "default"
     description: str = ""
     backend: str = "local"
-    workdir: str = "~/afbox-work"
-    port_base: int = Field(8780, ge=1024, le=65000)
+    workdir: str = ""            # "": default_workdir(name), so facilities side by side never share one
+    port_base: int = Field(8780, ge=1024, le=65535 - SPAN)
     bind: str = "127.0.0.1"
     require: list[Literal["xcache", "jupyter", "dask"]] = []
     start_timeout: float = Field(90, gt=0)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if problem := name_problem(v):
+            raise ValueError(problem)
+        return v
+
+    @field_validator("workdir")
+    @classmethod
+    def _workdir(cls, v: str) -> str:
+        if v and (not v.strip() or "\0" in v):
+            raise ValueError(f"{v!r} is not a directory path")
+        return v
 
     @field_validator("backend")
     @classmethod
@@ -42,7 +61,7 @@ class FacilitySection(Section):
 
 
 class DaskSection(Section):
-    workers: int = Field(0, ge=0, description="0 = sized to the cores")
+    workers: int = Field(0, ge=0, le=MAX_WORKERS, description="0 = sized to the cores")
     threads_per_worker: int = Field(0, ge=0)
     gpus: int = Field(-1, ge=-1, description="GPU workers: -1 one per usable GPU/MIG instance, 0 none, N at most N")
     memory_limit: str = "auto"
@@ -122,6 +141,9 @@ class AuthSection(Section):
         return v
 
 
+SLURM_TIME = re.compile(r"^(UNLIMITED|INFINITE|unlimited|infinite|\d+|\d+:\d{1,2}|\d+:\d{1,2}:\d{1,2}|\d+-\d{1,2}(:\d{1,2}(:\d{1,2})?)?)$")
+
+
 class SlurmSection(Section):
     """HPC mode: workers on every node of a SLURM allocation (see afbox/backends/slurm.py)."""
     interface: str = ""             # network interface workers and scheduler bind to; "" = auto
@@ -138,6 +160,21 @@ class SlurmSection(Section):
     @classmethod
     def _dur(cls, v: str) -> str:
         parse_duration(v)
+        return v
+
+    @field_validator("time")
+    @classmethod
+    def _walltime(cls, v: str) -> str:
+        if not SLURM_TIME.match(v):
+            raise ValueError(f"{v!r} is not a SLURM time limit (minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM[:SS])")
+        return v
+
+    @field_validator("partition", "account", "interface")
+    @classmethod
+    def _word(cls, v: str) -> str:
+        # these go into the job script's #SBATCH lines: one word, nothing a shell would read
+        if not re.match(r"^[\w.,+-]*$", v):
+            raise ValueError(f"{v[:40]!r} is not a SLURM name (letters, digits and . , + - _ only)")
         return v
 
 
@@ -203,7 +240,13 @@ class Facility(BaseModel):
 
     @property
     def workdir(self) -> Path:
-        return Path(self.facility.workdir).expanduser().resolve()
+        return Path(self.facility.workdir or default_workdir(self.name)).expanduser().resolve()
+
+
+def default_workdir(name: str) -> str:
+    """~/afbox-work for the facility named default, ~/afbox-work-NAME for any other: two facilities
+    side by side never write their outputs (agc_output, the demo notebook) over each other's."""
+    return "~/afbox-work" if name == "default" else f"~/afbox-work-{name}"
 
 
 def profiles() -> dict[str, str]:
@@ -245,21 +288,30 @@ def _read_toml(path: Path) -> tuple[dict, str]:
     try:
         text = path.read_text()
     except OSError as e:
-        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+        raise ConfigError(f"{_short(path)}: cannot read: {e.strerror}", hint="give the path of a facility TOML file"
+                          ) from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{_short(path)}: not a text file", hint="a facility file is TOML text (UTF-8)") from None
     try:
         return tomllib.loads(text), text
     except tomllib.TOMLDecodeError as e:
         m = re.search(r"\(at line (\d+), column (\d+)\)", str(e))
         msg = re.sub(r"\s*\(at line.*\)", "", str(e))
-        where = f"{path}:{m.group(1)}" if m else str(path)
-        raise ConfigError(f"{where}: {msg}") from None
+        where = f"{_short(path)}:{m.group(1)}" if m else _short(path)
+        raise ConfigError(f"{where}: {msg}", hint=FILE_HINT) from None
+
+
+def _short(path: Path) -> str:
+    text = str(path)
+    return text if len(text) <= 120 else text[:60] + "..." + text[-40:]
 
 
 def load(profile: str = "laptop", config: str | Path | None = None, overrides: dict | None = None) -> Facility:
     """profile (bundles/NAME.toml) <- user config file <- overrides from flags; validated."""
     known = profiles()
     if profile not in known:
-        raise ConfigError(f"unknown profile {profile!r}", hint="known profiles: " + ", ".join(known))
+        shown = profile if len(profile) <= 40 else profile[:37] + "..."
+        raise ConfigError(f"unknown profile {shown!r}", hint="known profiles: " + ", ".join(known))
     layers: list[tuple[Path | None, dict, str]] = []
     ppath = BUNDLES / f"{profile}.toml"
     layers.append((ppath, *_read_toml(ppath)))
@@ -294,7 +346,8 @@ def _config_error(err: ValidationError, layers) -> ConfigError:
         if item["type"] == "extra_forbidden":
             msg = "unknown key"
         lines.append(f"{where}: {dotted}: {msg}" if dotted else f"{where}: {msg}")
-    return ConfigError(lines[0], details=lines[1:])
+    from_file = any(not line.startswith("command-line flags") for line in lines)
+    return ConfigError(lines[0], details=lines[1:], hint=FILE_HINT if from_file else "see `afbox up --help`")
 
 
 def _has(data: dict, loc: tuple) -> bool:

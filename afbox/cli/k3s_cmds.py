@@ -12,6 +12,7 @@ from ..backends.k3s import install as k3smod
 from ..backends.k3s.kubectl import K3s
 from ..errors import AfboxError
 from ..state import state_root
+from .options import GivenPath, PATH_DIR, name_option
 
 
 def dry_run(fac, output) -> None:
@@ -74,9 +75,11 @@ def _install(role: str, bundle, bin_dir: str, data_dir: str, yes: bool, env: dic
     return binary
 
 
-_paths = [click.option("--bin-dir", default=str(k3smod.BIN_DIR), show_default=True, help="Where k3s goes."),
-          click.option("--data-dir", default=str(k3smod.DATA_DIR), show_default=True, help="k3s' data dir."),
-          click.option("--images", type=click.Path(file_okay=False, exists=True),
+_paths = [click.option("--bin-dir", default=str(k3smod.BIN_DIR), show_default=True, type=PATH_DIR,
+                       help="Where k3s goes."),
+          click.option("--data-dir", default=str(k3smod.DATA_DIR), show_default=True, type=PATH_DIR,
+                       help="k3s' data dir."),
+          click.option("--images", type=GivenPath(file_okay=False, exists=True),
                        help="The facility's air-gap set ([k3s] images_dir: afbox's images, the GPU device "
                             "plugin), placed where k3s imports them whenever this node starts.")]
 
@@ -96,7 +99,8 @@ def k3s_group():
 @click.option("--bundle", type=click.Path(file_okay=False, exists=True),
               help="Air-gap bundle: k3s, k3s-airgap-images-<arch>.tar[.zst], install.sh.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before downloading (without --bundle).")
-@click.option("--timeout", default=180.0, show_default=True, help="Seconds to wait for the node to be Ready.")
+@click.option("--timeout", default=180.0, show_default=True, type=click.FloatRange(1, 3600),
+              help="Seconds to wait for the node to be Ready.")
 @_with_paths
 def install(bundle, yes, timeout, bin_dir, data_dir, images):
     """Install k3s as a server on this machine and wait for its node to be Ready."""
@@ -108,7 +112,7 @@ def install(bundle, yes, timeout, bin_dir, data_dir, images):
 
 
 @k3s_group.command("token")
-@click.option("--data-dir", default=str(k3smod.DATA_DIR), show_default=True)
+@click.option("--data-dir", default=str(k3smod.DATA_DIR), show_default=True, type=PATH_DIR)
 def token(data_dir):
     """Print the path of the token other machines join with (the token itself stays in the file)."""
     path = k3smod.token_path(Path(data_dir))
@@ -135,7 +139,7 @@ def uninstall(yes):
 
 
 @k3s_group.command("purge")
-@click.option("--name", "-n", default=None, help="Facility name.")
+@name_option
 @click.option("--yes", "-y", is_flag=True, help="Do not ask.")
 def purge(name, yes):
     """Delete the facility's namespace WITH its volumes: notebooks, cached and origin data."""
@@ -143,15 +147,18 @@ def purge(name, yes):
     from ..state import resolve_name
     from .render import event_line
     name = resolve_name(name)
-    if not yes:
-        click.confirm(f"delete facility {name!r}'s namespace with the notebooks and data in its volumes?", abort=True)
-    for e in lifecycle.purge(name):
+
+    def ask(what: str) -> None:
+        if not yes:
+            click.confirm(f"delete facility {name!r}'s {what} with the notebooks and data in its volumes?",
+                          abort=True)
+    for e in lifecycle.purge(name, confirm=ask):
         click.echo(event_line(e))
 
 
 @click.command()
 @click.option("--server", required=True, help="The k3s server, https://HOST:6443.")
-@click.option("--token-file", required=True, type=click.Path(dir_okay=False, exists=True),
+@click.option("--token-file", required=True, type=GivenPath(dir_okay=False, exists=True),
               help="A copy of the server's token (afbox k3s token prints its path there).")
 @click.option("--bundle", type=click.Path(file_okay=False, exists=True), help="Air-gap bundle (as for install).")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before downloading (without --bundle).")
@@ -160,10 +167,19 @@ def join(server, token_file, bundle, yes, bin_dir, data_dir, images):
     """Make this machine a k3s agent of a facility's server (its node then takes facility pods)."""
     from urllib.parse import urlsplit
     u = urlsplit(server)
-    if u.scheme != "https" or not u.hostname or not u.port:
-        raise AfboxError(f"--server must look like https://HOST:6443, got {server!r}")
+    try:
+        port = u.port
+    except ValueError:
+        port = None
+    if u.scheme != "https" or not u.hostname or not port:
+        raise AfboxError(f"--server must look like https://HOST:6443, got {server[:60]!r}",
+                         hint="the k3s server's address and port, as agents reach it")
     tf = Path(token_file).resolve()
-    if not tf.read_text().strip():
+    try:
+        token_text = tf.read_text()
+    except UnicodeDecodeError:
+        token_text = ""
+    if not token_text.strip():
         raise AfboxError(f"{tf} is empty", hint="copy the server's token file (afbox k3s token prints where it is)")
     if tf.stat().st_mode & 0o077:
         click.echo(f"warning: {tf} is readable by others; chmod 600 it", err=True)

@@ -24,7 +24,7 @@ from .visible import VARIABLES, visible_devices
 
 __all__ = ["Device", "Gpu", "GpuReport", "LiveStats", "MigDevice", "detect", "live", "render_table"]
 
-DEFAULT_TIMEOUT = 10.0
+DEFAULT_TIMEOUT = 5.0  # the README promises a hung driver never holds afbox up longer
 VENDOR_NAME = {"nvidia": "NVIDIA", "amd": "AMD"}
 
 

@@ -201,6 +201,11 @@ class K3sBackend(Hooks):
         self._delete_workloads(ns)
         yield ev.Event(ev.STOPPED, "", "k3s: done; volumes kept (afbox k3s purge deletes them)")
 
+    def purge_target(self) -> str:
+        """What purge would delete, in words; first makes sure k3s is there to delete it."""
+        self.k3s  # noqa: B018 - raises, with the install hint, when k3s is not installed
+        return f"namespace {self.namespace}"
+
     def purge(self) -> Iterator[ev.Event]:
         """Delete the namespace and its volumes: notebooks, cached and origin data."""
         ns = self.namespace
