@@ -28,15 +28,16 @@ def stats(cache_dir: Path, high: int) -> dict:
 
 
 def purge(cache_dir: Path) -> int:
-    """Remove every cached file, keep the directory (and its owner). Returns files removed."""
+    """Remove every cached file, keep the directory (and its owner). Returns the cached files removed,
+    counted as stats counts them (a file's .cinfo, xrootd's record of which blocks it holds, is not one)."""
     removed = 0
     if not cache_dir.exists():
         return 0
     for entry in cache_dir.iterdir():
         if entry.is_dir() and not entry.is_symlink():
-            removed += sum(len(f) for _, _, f in os.walk(entry))
+            removed += sum(1 for _, _, names in os.walk(entry) for n in names if not n.endswith(".cinfo"))
             shutil.rmtree(entry)
         else:
+            removed += not entry.name.endswith(".cinfo")
             entry.unlink()
-            removed += 1
     return removed

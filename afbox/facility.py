@@ -8,7 +8,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .class_spec import MasterclassSection
 from .errors import ConfigError
+from .ports import MAX_WORKERS, SPAN
+from .state import name_problem
 from .units import parse_duration, parse_size
 
 BUNDLES = Path(__file__).resolve().parent.parent / "bundles"
@@ -19,19 +22,36 @@ BACKENDS = {"local": "afbox.backends.local:LocalBackend",
             "k3s": "afbox.backends.k3s:K3sBackend"}
 
 
+FILE_HINT = "the README's facility file example (Profiles and the facility file) shows the keys and their defaults"
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
 class FacilitySection(Section):
-    name: str = Field("default", pattern=r"^[a-z0-9][a-z0-9-]{0,30}$")
+    name: str = "default"
     description: str = ""
     backend: str = "local"
-    workdir: str = "~/afbox-work"
-    port_base: int = Field(8780, ge=1024, le=65000)
+    workdir: str = ""            # "": default_workdir(name), so facilities side by side never share one
+    port_base: int = Field(8780, ge=1024, le=65535 - SPAN)
     bind: str = "127.0.0.1"
     require: list[Literal["xcache", "jupyter", "dask", "hub"]] = []
     start_timeout: float = Field(90, gt=0)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if problem := name_problem(v):
+            raise ValueError(problem)
+        return v
+
+    @field_validator("workdir")
+    @classmethod
+    def _workdir(cls, v: str) -> str:
+        if v and (not v.strip() or "\0" in v):
+            raise ValueError(f"{v!r} is not a directory path")
+        return v
 
     @field_validator("backend")
     @classmethod
@@ -42,7 +62,7 @@ class FacilitySection(Section):
 
 
 class DaskSection(Section):
-    workers: int = Field(0, ge=0, description="0 = sized to the cores")
+    workers: int = Field(0, ge=0, le=MAX_WORKERS, description="0 = sized to the cores")
     threads_per_worker: int = Field(0, ge=0)
     gpus: int = Field(-1, ge=-1, description="GPU workers: -1 one per usable GPU/MIG instance, 0 none, N at most N")
     memory_limit: str = "auto"
@@ -122,6 +142,9 @@ class AuthSection(Section):
         return v
 
 
+SLURM_TIME = re.compile(r"^(UNLIMITED|INFINITE|unlimited|infinite|\d+|\d+:\d{1,2}|\d+:\d{1,2}:\d{1,2}|\d+-\d{1,2}(:\d{1,2}(:\d{1,2})?)?)$")
+
+
 class SlurmSection(Section):
     """HPC mode: workers on every node of a SLURM allocation (see afbox/backends/slurm.py)."""
     interface: str = ""             # network interface workers and scheduler bind to; "" = auto
@@ -138,6 +161,21 @@ class SlurmSection(Section):
     @classmethod
     def _dur(cls, v: str) -> str:
         parse_duration(v)
+        return v
+
+    @field_validator("time")
+    @classmethod
+    def _walltime(cls, v: str) -> str:
+        if not SLURM_TIME.match(v):
+            raise ValueError(f"{v!r} is not a SLURM time limit (minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM[:SS])")
+        return v
+
+    @field_validator("partition", "account", "interface")
+    @classmethod
+    def _word(cls, v: str) -> str:
+        # these go into the job script's #SBATCH lines: one word, nothing a shell would read
+        if not re.match(r"^[\w.,+-]*$", v):
+            raise ValueError(f"{v[:40]!r} is not a SLURM name (letters, digits and . , + - _ only)")
         return v
 
 
@@ -158,70 +196,16 @@ class K3sSection(Section):
     origin_size: str = "10GiB"
     images_dir: str = ""            # image tarballs to `k3s ctr images import` before applying
     device_plugin_image: str = "nvcr.io/nvidia/k8s-device-plugin:v0.17.0"
+    # the Dask gateway's proxy (Traefik, as dask-gateway's chart runs it): the one k3s itself ships
+    gateway_proxy_image: str = "docker.io/rancher/mirrored-library-traefik:2.11.18"
+    cpu_request: str = "100m"       # for a pod whose service declares no size of its own
+    memory_request: str = "256MiB"  # likewise: every pod asks for memory, so none is evicted first for it
     rollout_timeout: float = Field(300, gt=0)  # seconds for each workload (image pulls included)
 
-    @field_validator("workdir_size", "origin_size")
+    @field_validator("workdir_size", "origin_size", "memory_request")
     @classmethod
     def _size(cls, v: str) -> str:
         parse_size(v)
-        return v
-
-
-USERNAME = re.compile(r"^[a-z][a-z0-9_-]{0,19}$")
-
-
-class MasterclassSection(Section):
-    """Classroom mode: JupyterHub with student accounts and a Dask cluster each (see afbox/hub/)."""
-    enabled: bool = False
-    students: int = Field(0, ge=0, le=500, description="accounts student01..studentNN")
-    roster: str = ""                  # CSV file: username[,display_name], one student a line
-    tutors: list[str] = ["tutor"]     # admins of the hub
-    listen: str = "127.0.0.1"         # the address students' browsers reach the hub at (a LAN address)
-    tls_cert: str = ""                # a certificate for the hub (PEM); default: one from the facility CA
-    tls_key: str = ""
-    notebooks: str = ""               # copied into each new home; default: the demo analysis notebook
-    data_dir: str = ""                # the class data, read-only for students; default: the facility origin's
-    homes: str = ""                   # default: <data>/afbox/<name>/homes
-    isolation: Literal["auto", "users", "bwrap"] = "auto"
-    memory: str = "2GiB"              # per student: server, kernels and Dask together
-    cpus: float = Field(1.0, gt=0)
-    dask_workers: int = Field(2, ge=1, le=8)   # at most, per student cluster
-    worker_memory: str = "768MiB"
-    admit_free: str = "400MiB"        # a server starts only while this much memory is free
-    concurrent_spawns: int = Field(0, ge=0)   # 0: half the cores, at least 2
-    server_idle: str = "30m"          # the culler stops servers idle this long
-    cluster_idle: str = "15m"         # the gateway stops student clusters idle this long
-    prestart: int = Field(0, ge=0)    # servers started for the first N students when the hub comes up
-    token_lifetime: str = "2h"
-
-    @field_validator("listen")
-    @classmethod
-    def _address(cls, v: str) -> str:
-        import ipaddress
-        try:
-            ipaddress.ip_address(v)
-        except ValueError:
-            raise ValueError(f"listen must be an IP address of this machine, got {v!r}") from None
-        return v
-
-    @field_validator("tutors")
-    @classmethod
-    def _names(cls, v: list[str]) -> list[str]:
-        for name in v:
-            if not USERNAME.match(name):
-                raise ValueError(f"tutor name {name!r}: lowercase letters, digits, - and _, at most 20")
-        return v
-
-    @field_validator("memory", "worker_memory", "admit_free")
-    @classmethod
-    def _size(cls, v: str) -> str:
-        parse_size(v)
-        return v
-
-    @field_validator("server_idle", "cluster_idle", "token_lifetime")
-    @classmethod
-    def _dur(cls, v: str) -> str:
-        parse_duration(v)
         return v
 
 
@@ -276,7 +260,13 @@ class Facility(BaseModel):
 
     @property
     def workdir(self) -> Path:
-        return Path(self.facility.workdir).expanduser().resolve()
+        return Path(self.facility.workdir or default_workdir(self.name)).expanduser().resolve()
+
+
+def default_workdir(name: str) -> str:
+    """~/afbox-work for the facility named default, ~/afbox-work-NAME for any other: two facilities
+    side by side never write their outputs (agc_output, the demo notebook) over each other's."""
+    return "~/afbox-work" if name == "default" else f"~/afbox-work-{name}"
 
 
 def profiles() -> dict[str, str]:
@@ -318,21 +308,30 @@ def _read_toml(path: Path) -> tuple[dict, str]:
     try:
         text = path.read_text()
     except OSError as e:
-        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+        raise ConfigError(f"{_short(path)}: cannot read: {e.strerror}", hint="give the path of a facility TOML file"
+                          ) from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{_short(path)}: not a text file", hint="a facility file is TOML text (UTF-8)") from None
     try:
         return tomllib.loads(text), text
     except tomllib.TOMLDecodeError as e:
         m = re.search(r"\(at line (\d+), column (\d+)\)", str(e))
         msg = re.sub(r"\s*\(at line.*\)", "", str(e))
-        where = f"{path}:{m.group(1)}" if m else str(path)
-        raise ConfigError(f"{where}: {msg}") from None
+        where = f"{_short(path)}:{m.group(1)}" if m else _short(path)
+        raise ConfigError(f"{where}: {msg}", hint=FILE_HINT) from None
+
+
+def _short(path: Path) -> str:
+    text = str(path)
+    return text if len(text) <= 120 else text[:60] + "..." + text[-40:]
 
 
 def load(profile: str = "laptop", config: str | Path | None = None, overrides: dict | None = None) -> Facility:
     """profile (bundles/NAME.toml) <- user config file <- overrides from flags; validated."""
     known = profiles()
     if profile not in known:
-        raise ConfigError(f"unknown profile {profile!r}", hint="known profiles: " + ", ".join(known))
+        shown = profile if len(profile) <= 40 else profile[:37] + "..."
+        raise ConfigError(f"unknown profile {shown!r}", hint="known profiles: " + ", ".join(known))
     layers: list[tuple[Path | None, dict, str]] = []
     ppath = BUNDLES / f"{profile}.toml"
     layers.append((ppath, *_read_toml(ppath)))
@@ -367,7 +366,8 @@ def _config_error(err: ValidationError, layers) -> ConfigError:
         if item["type"] == "extra_forbidden":
             msg = "unknown key"
         lines.append(f"{where}: {dotted}: {msg}" if dotted else f"{where}: {msg}")
-    return ConfigError(lines[0], details=lines[1:])
+    from_file = any(not line.startswith("command-line flags") for line in lines)
+    return ConfigError(lines[0], details=lines[1:], hint=FILE_HINT if from_file else "see `afbox up --help`")
 
 
 def _has(data: dict, loc: tuple) -> bool:

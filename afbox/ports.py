@@ -12,6 +12,10 @@ GATEWAY_FIRST = 400
 GATEWAY_SIZE = 200
 WORKER_FIRST = 20
 PER_WORKER = 3  # nanny, worker, worker dashboard
+# the facility's own workers (CPU and GPU) must stay below the gateway's window
+MAX_WORKERS = (GATEWAY_FIRST - WORKER_FIRST) // PER_WORKER
+# the range a facility may take: its named clusters (at most 20) come last
+SPAN = NAMED_FIRST + NAMED_PER * 20
 
 
 def port(base: int, what: str) -> int:

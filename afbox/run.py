@@ -72,6 +72,9 @@ def run(argv: list[str], *, timeout: float = 60, check: bool = True, env: dict[s
     try:
         proc = subprocess.run([exe, *argv[1:]], capture_output=True, text=True, timeout=timeout,
                               env=full_env, input=input, cwd=cwd, stdin=None if input else subprocess.DEVNULL)
+    except (FileNotFoundError, PermissionError) as e:
+        raise MissingBinary(f"`{exe}` cannot be run: {e.strerror}",
+                            hint=f"it is provided by: {PROVIDERS.get(os.path.basename(exe), 'its package')}") from None
     except subprocess.TimeoutExpired as e:
         out = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
         err = e.stderr.decode() if isinstance(e.stderr, bytes) else (e.stderr or "")

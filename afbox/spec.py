@@ -66,6 +66,19 @@ class Expose:
 
 
 @dataclass(frozen=True)
+class Launcher:
+    """Dask clusters a service starts on demand for its users (the Dask gateway's). A backend with a
+    scheduler of its own (k3s) runs each cluster's scheduler and workers as its own pods, with
+    limits, through the service's support for that (`kind`: "dask-gateway", dask-gateway-server's
+    Kubernetes backend) instead of as the service's children."""
+    kind: str
+    config: str                         # the service's config file (a ConfigFile path) to add that to
+    env: tuple[tuple[str, str], ...] = ()  # what the clusters' processes get
+    api: str = ""                       # label of the port the clusters' schedulers report to
+    proxy: tuple[str, ...] = ()         # labels of the ports its proxy serves (HTTP, then TCP)
+
+
+@dataclass(frozen=True)
 class ServiceSpec:
     name: str
     argv: tuple[str, ...]
@@ -100,6 +113,7 @@ class ServiceSpec:
     gpu: str = ""                 # vendor of the one GPU it needs (nvidia, amd)
     run_as: str = ""              # the user it drops to (xrootd as root): its dirs and files are its own
     manages_pods: bool = False    # it starts processes of its own for others (a hub): on k3s, pods in its namespace
+    launches: Launcher | None = None  # clusters it starts on demand (see Launcher)
 
     @property
     def env_dict(self) -> dict[str, str]:

@@ -2,9 +2,24 @@
 command means when none is named."""
 from __future__ import annotations
 
+import json
 import os
+import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
+
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
+NAME_RULE = "A name is 1 to 31 lowercase letters, digits and dashes, starting with a letter or digit."
+ENV_FACILITY = "AFBOX_FACILITY"  # set inside the facility's JupyterLab; names the facility commands mean
+
+
+def name_problem(name: str) -> str | None:
+    """What is wrong with a facility name, in words; None when it is fine."""
+    if NAME_PATTERN.match(name or ""):
+        return None
+    shown = name if len(name) <= 40 else name[:37] + "..."
+    return f"{shown!r} is not a facility name: {NAME_RULE[0].lower()}{NAME_RULE[1:]}"
 
 
 def state_root() -> Path:
@@ -84,12 +99,44 @@ def known_facilities() -> list[str]:
 
 
 def resolve_name(name: str | None) -> str:
-    """The named facility; else the one running; else 'default'. Several running: ask which."""
+    """The named facility; else $AFBOX_FACILITY (as kubectl honours its context); else the one running;
+    else 'default'. Several running and none named: ask which."""
     from .errors import AfboxError
-    if name:
-        return name
+    chosen = name or os.environ.get(ENV_FACILITY) or None
+    if chosen:
+        if problem := name_problem(chosen):
+            source = "" if name else f" (from ${ENV_FACILITY})"
+            raise AfboxError(problem + source, hint=f"unset {ENV_FACILITY}, or set it to a facility's name"
+                             if not name else "e.g. --name ci")
+        return chosen
     running = known_facilities()
     if len(running) > 1:
         raise AfboxError(f"{len(running)} facilities are running: {', '.join(running)}",
-                         hint="say which one with --name NAME")
+                         hint=f"say which one with --name NAME, or for every command: export {ENV_FACILITY}=NAME")
     return running[0] if running else "default"
+
+
+# -- how a facility was started, for hints that say how to start it again -------------------------
+def remember_start(name: str, argv: list[str]) -> None:
+    """Keep the `afbox up` flags that made this facility (names, ports, files: never a secret)."""
+    try:
+        state = FacilityState(name)
+        state.dir.mkdir(parents=True, exist_ok=True)
+        (state.dir / "started-with.json").write_text(json.dumps(argv))
+    except OSError:
+        pass  # only hints read it
+
+
+def start_command(name: str) -> str:
+    """The `afbox up` that starts this facility again: its last flags, or at least its name."""
+    try:
+        argv = json.loads((FacilityState(name).dir / "started-with.json").read_text())
+        if isinstance(argv, list) and all(isinstance(a, str) for a in argv):
+            return shlex.join(["afbox", "up", *argv])
+    except (OSError, ValueError):
+        pass
+    return "afbox up" if name == "default" else f"afbox up --name {name}"
+
+
+def start_hint(name: str) -> str:
+    return f"start it with: {start_command(name)}"

@@ -126,7 +126,8 @@ class LiveSource:
         gpus = gpus if fac.dask.gpus < 0 else min(gpus, fac.dask.gpus)
         # as `up` sizes it: a GPU worker's feeding thread takes a core from the CPU workers
         workers = fac.dask.workers or dask_size(fac, max(1, h.cpus - gpus), h.memory).workers
-        return FormDefaults(fac.xcache.origin, fac.facility.workdir, workers, fac.facility.port_base)
+        return FormDefaults(fac.xcache.origin, fac.facility.workdir or facility.default_workdir(fac.name), workers,
+                            fac.facility.port_base)
 
     def load(self, profile: str, overrides: dict) -> facility.Facility:
         return facility.load(profile, None, overrides)

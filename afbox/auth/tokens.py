@@ -1,4 +1,5 @@
-"""Minting WLCG-profile tokens with the facility key, and reading one without verifying it.
+"""Minting WLCG-profile tokens with the facility key, and reading one: its claims and what a facility
+makes of it.
 
 Scopes used by the facility's services (space-separated in the `scope` claim):
   compute.create         start work on the Dask cluster (gateway)
@@ -13,6 +14,7 @@ import uuid
 import jwt
 
 from .identity import Identity
+from .validate import ALGORITHMS, TokenRejected, Validator
 
 COMPUTE = "compute.create"
 JUPYTER = "jupyter.access"
@@ -39,8 +41,11 @@ def mint(identity: Identity, issuer: str, sub: str, scope: str, audience: str | 
     return jwt.encode(claims, identity.signing_key, algorithm="ES256", headers={"kid": identity.kid, "typ": "JWT"})
 
 
-def inspect(token: str, now: float | None = None) -> dict:
-    """Header and claims as written in the token; NOT verified (for `afbox token --inspect`)."""
+def inspect(token: str, now: float | None = None, validator: Validator | None = None, where: str = "") -> dict:
+    """Header and claims as written in the token, and what was checked (for `afbox token --inspect`).
+
+    With a validator (a facility's: its own keys and its trusted issuers, `where` names it) the signature
+    is verified and the claims checked as that facility's services would; without one nothing is."""
     try:
         header = jwt.get_unverified_header(token)
         claims = jwt.decode(token, options={"verify_signature": False})
@@ -48,5 +53,50 @@ def inspect(token: str, now: float | None = None) -> dict:
         raise ValueError("not a JWT") from None
     now = time.time() if now is None else now
     exp = claims.get("exp")
-    return {"header": header, "claims": claims, "issuer": claims.get("iss"), "verified": False,
-            "expired": exp is None or exp <= now, "expires_in": None if exp is None else exp - now}
+    alg = header.get("alg")
+    warnings = []
+    if str(alg).lower() == "none":
+        warnings.append("alg 'none': this token is not signed at all; anyone can write one, and no afbox "
+                        "service accepts it")
+    elif alg not in ALGORITHMS:
+        warnings.append(f"alg {alg!r}: afbox accepts only {' and '.join(ALGORITHMS)} signatures")
+    out = {"header": header, "claims": claims, "issuer": claims.get("iss"), "warnings": warnings,
+           "expired": exp is None or exp <= now, "expires_in": None if exp is None else exp - now}
+    if validator is None:
+        return out | {"verified": None, "accepted": None,
+                      "checked": "nothing: no running facility with auth to check it against"}
+    signature = _signature(token, header, claims, validator)
+    try:
+        validator.validate(token)
+        accepted, reason = True, None
+    except TokenRejected as e:
+        accepted, reason = False, e.reason
+    trusted = [i for i in validator.trusted]
+    return out | {"verified": signature.startswith("valid"), "signature": signature, "accepted": accepted,
+                  "reason": reason,
+                  "checked": f"signature, issuer, audience ({', '.join(validator.audience)}), expiry and "
+                             f"not-before, as {where or 'the facility'} checks them; trusted issuers: "
+                             + ", ".join(trusted)}
+
+
+def _signature(token: str, header: dict, claims: dict, validator: Validator) -> str:
+    """The signature alone: valid with which key of which issuer, invalid, or why it was not checked."""
+    alg, kid, iss = header.get("alg"), header.get("kid"), claims.get("iss")
+    if alg not in ALGORITHMS:
+        return f"not checked: alg {str(alg)[:20]!r} is never accepted"
+    source = validator.trusted.get(iss) if isinstance(iss, str) else None
+    if source is None:
+        return f"not checked: issuer {str(iss)[:80]!r} is not trusted here"
+    if not isinstance(kid, str):
+        return "not checked: the token names no key (kid)"
+    try:
+        key = source.key(kid)
+        jwt.decode(token, key, algorithms=[alg], options={
+            "verify_exp": False, "verify_nbf": False, "verify_iat": False, "verify_aud": False, "verify_iss": False})
+    except TokenRejected as e:
+        return f"not checked: {e.reason}"
+    except jwt.InvalidSignatureError:
+        return f"INVALID: does not match key {kid} of {iss}"
+    except jwt.PyJWTError as e:
+        return f"not checked: {type(e).__name__}"
+    return f"valid: key {kid} of {iss}"

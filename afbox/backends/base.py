@@ -30,15 +30,18 @@ Then, on a running facility:
 """
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Protocol
 
 from .. import host as hostmod
-from ..errors import AfboxError
+from ..errors import AfboxError, MissingBinary
 from ..events import Event
 from ..facility import Facility
 from ..host import Host
+from ..ports import SPAN
+from ..run import PROVIDERS, which
 from ..services.context import Context
 from ..spec import ServiceSpec
 
@@ -79,6 +82,7 @@ class Hooks:
         return specs
 
     def preflight(self, ctx: Context, specs: list[ServiceSpec]) -> None:
+        programs_found(specs)
         ports_free(ctx, specs)
 
     def status_extra(self, rec) -> dict:
@@ -86,6 +90,20 @@ class Hooks:
 
     def check_environment(self, ctx: Context, name: str, python_argv: tuple[str, ...]) -> Iterator[Event]:
         return iter(())
+
+
+def programs_found(specs: list[ServiceSpec]) -> None:
+    """Every program the specs start is on this host (a container runtime included), before any starts;
+    else which one, for which service, and what provides it."""
+    for s in specs:
+        exe = s.argv[0] if s.argv and not s.unavailable else None
+        if exe is None:
+            continue
+        found = (os.path.isfile(exe) and os.access(exe, os.X_OK)) if os.sep in exe else which(exe) is not None
+        if not found:
+            what = "does not exist or is not executable" if os.sep in exe else "is not installed (not on PATH)"
+            raise MissingBinary(f"`{exe}` {what}; service {s.name} runs it",
+                                hint=f"it is provided by: {PROVIDERS.get(os.path.basename(exe), 'its package')}")
 
 
 def ports_free(ctx: Context, specs: list[ServiceSpec]) -> None:
@@ -99,7 +117,8 @@ def ports_free(ctx: Context, specs: list[ServiceSpec]) -> None:
     if taken:
         base = ctx.base
         raise AfboxError(taken[0], details=taken[1:],
-                         hint=f"choose other ports with --port-base (now {base}), e.g. --port-base {base + 100}")
+                         hint=f"choose other ports with --port-base (now {base}; a facility takes {SPAN} ports), "
+                              f"e.g. --port-base {base + SPAN}")
 
 
 class Backend(Protocol):

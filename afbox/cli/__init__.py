@@ -6,18 +6,25 @@ import sys
 
 import click
 
-from ..errors import AfboxError
+from . import failure
 
 
 class Group(click.Group):
-    """Turns AfboxError into `error: ...` + hint and exit code 1, never a traceback."""
+    """Every answer of a command that went wrong is `error: ...` + hint and an exit code, never a
+    traceback (afbox.cli.failure)."""
 
-    def invoke(self, ctx):
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        argv = list(sys.argv[1:] if args is None else args)
         try:
-            return super().invoke(ctx)
-        except AfboxError as e:
-            click.echo(e.render(), err=True)
-            sys.exit(1)
+            rv = super().main(argv, "afbox", complete_var, standalone_mode=False, **extra)
+        except Exception as e:  # noqa: BLE001 - turned into an error line, a bug included
+            sys.exit(failure.answer(e, logging.getLogger().isEnabledFor(logging.DEBUG),
+                                    failure.command_path(self, argv)))
+        except KeyboardInterrupt as e:
+            sys.exit(failure.answer(e))
+        sys.exit(rv if isinstance(rv, int) else 0)  # --help and --version return their exit code
 
 
 @click.group(cls=Group, invoke_without_command=True)

@@ -8,7 +8,7 @@ import click
 
 from .. import cache, record
 from ..errors import AfboxError
-from ..state import FacilityState, resolve_name
+from ..state import FacilityState, resolve_name, start_hint
 from . import render
 from .options import name_option
 
@@ -19,7 +19,7 @@ def _cache_of(name: str | None) -> tuple[Path, int]:
     if rec:
         return Path(rec.cache_dir), rec.cache_size
     raise AfboxError(f"facility {state.name!r} is not running, so its cache location is not known",
-                     hint="start it with afbox up (the cache dir is kept across down/up)")
+                     hint=start_hint(state.name) + " (the cache dir is kept across down/up)")
 
 
 @click.group("cache")

@@ -34,6 +34,8 @@ def class_overrides(students: int | None, roster: str | None, listen: str | None
     if students:
         over["students"] = students
     if roster:
+        from ..hub.roster import read_roster
+        read_roster(roster)  # a bad roster is named before anything starts
         over["roster"] = roster
     if listen:
         over["listen"] = listen_address(listen)

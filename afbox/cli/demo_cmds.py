@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .options import name_option
+from .options import PATH_DIR, name_option
 
 
 @click.group("demo")
@@ -16,9 +16,10 @@ def demo_group():
 
 @demo_group.command("data")
 @name_option
-@click.option("--events", default=100_000, show_default=True, type=click.IntRange(1), help="Events in total.")
-@click.option("--files", default=4, show_default=True, type=click.IntRange(1), help="Split over this many files.")
-@click.option("--seed", default=1, show_default=True, help="Same seed, same events.")
+@click.option("--events", "events", default=100_000, show_default=True, type=click.IntRange(1, 100_000_000),
+              help="Events in total.")
+@click.option("--files", default=4, show_default=True, type=click.IntRange(1, 1000), help="Split over this many files.")
+@click.option("--seed", default=1, show_default=True, type=click.IntRange(0, 2**32 - 1), help="Same seed, same events.")
 def data(name, events, files, seed):
     """Write the synthetic dataset into the facility's origin, to be read through the XCache."""
     from ..demo.data import write_dataset
@@ -44,8 +45,9 @@ def data(name, events, files, seed):
 @demo_group.command("run")
 @name_option
 @click.option("--direct", is_flag=True, help="Read from the origin, bypassing the XCache.")
-@click.option("--step-size", default=25_000, show_default=True, help="Events per task.")
-@click.option("--output", type=click.Path(file_okay=False), help="Where histograms and plots go (default: <workdir>/agc_output).")
+@click.option("--step-size", default=25_000, show_default=True, type=click.IntRange(100, 10_000_000),
+              help="Events per task.")
+@click.option("--output", type=PATH_DIR, help="Where histograms and plots go (default: <workdir>/agc_output).")
 def run(name, direct, step_size, output):
     """Run the analysis on the facility's Dask workers; write histograms, plots and the notebook."""
     from distributed import Client
@@ -72,6 +74,18 @@ def run(name, direct, step_size, output):
     if not nb.exists():
         write_notebook(rec.workdir, urls)
         click.echo(f"notebook: {nb}")
+        return
+    try:
+        reads_these = all(u in nb.read_text(errors="replace") for u in urls)
+    except OSError:
+        reads_these = False
+    if reads_these:
+        click.echo(f"notebook: {nb} (kept: it may hold your edits)")
+    else:
+        click.echo(f"notebook: {nb} kept as it is (it may hold your edits), but it reads other files than the "
+                   "dataset `afbox demo data` wrote last")
+        click.echo(f"  for a notebook on the new files: move it away (mv {nb} {nb.with_suffix('.old.ipynb')}), "
+                   "then afbox demo run again")
 
 
 COMMANDS = [demo_group]

@@ -9,7 +9,7 @@ import click
 from .. import envs
 from ..lifecycle import clusters
 from . import render
-from .options import name_option
+from .options import PATH_FILE, name_option
 
 
 def _print_events(stream) -> None:
@@ -25,8 +25,8 @@ def env():
 @env.command("create")
 @click.argument("name")
 @click.argument("packages", nargs=-1)
-@click.option("--requirements", "-r", type=click.Path(dir_okay=False), help="A requirements.txt (plain lines).")
-@click.option("--lock", type=click.Path(dir_okay=False),
+@click.option("--requirements", "-r", type=PATH_FILE, help="A requirements.txt (plain lines).")
+@click.option("--lock", type=PATH_FILE,
               help="A pixi.lock (pixi.toml beside it) or a conda environment .yml.")
 @click.option("--python", help="Python version, e.g. 3.11 (default: afbox's own).")
 @click.option("--image", help="A container image (docker://..., a .sif file or a sandbox dir); needs apptainer.")

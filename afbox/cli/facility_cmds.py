@@ -1,7 +1,9 @@
 """afbox up / down / status / logs / restart."""
 from __future__ import annotations
 
+import collections
 import json
+import os
 import time
 
 import click
@@ -9,9 +11,11 @@ import click
 from .. import events as ev, lifecycle, record
 from ..errors import AfboxError, ServiceFailed
 from ..facility import BACKENDS, load, profiles
-from ..state import FacilityState, known_facilities, resolve_name
+from ..ports import MAX_WORKERS, SPAN
+from ..state import (ENV_FACILITY, FacilityState, known_facilities, remember_start, resolve_name, start_command,
+                     start_hint)
 from . import render
-from .options import name_option
+from .options import FACILITY_NAME, PATH_DIR, PATH_FILE, name_option
 
 
 def _print_events(stream) -> None:
@@ -22,20 +26,21 @@ def _print_events(stream) -> None:
 @click.command()
 @click.option("--profile", "-p", default="laptop", show_default=True,
               help="Facility profile from bundles/: " + ", ".join(profiles()))
-@click.option("--config", "-c", type=click.Path(dir_okay=False), help="Your facility TOML, merged over the profile.")
-@click.option("--name", "-n", default=None, help="Facility name (default from the profile).")
-@click.option("--workers", type=click.IntRange(1), help="Number of Dask workers.")
+@click.option("--config", "-c", type=PATH_FILE, help="Your facility TOML, merged over the profile.")
+@click.option("--name", "-n", default=None, type=FACILITY_NAME, help="Facility name (default from the profile).")
+@click.option("--workers", type=click.IntRange(1, MAX_WORKERS), help="Number of Dask workers.")
 @click.option("--threads", type=click.IntRange(1), help="Threads per Dask worker.")
 @click.option("--gpus", type=click.IntRange(-1), help="GPU workers: -1 one per usable GPU (default), 0 none, N at most N.")
 @click.option("--origin", help="XRootD origin the XCache reads from, e.g. root://eospublic.cern.ch:1094")
-@click.option("--port-base", type=int, help="First port of the facility's port range.")
-@click.option("--workdir", type=click.Path(file_okay=False), help="Where notebooks and outputs live.")
+@click.option("--port-base", type=click.IntRange(1024, 65535 - SPAN), help="First port of the facility's port range.")
+@click.option("--workdir", type=PATH_DIR, help="Where notebooks and outputs live "
+              "(default: ~/afbox-work, ~/afbox-work-NAME for a facility of another name).")
 @click.option("--require", multiple=True, type=click.Choice(["xcache", "jupyter", "dask"]),
               help="Fail instead of running without this service.")
 @click.option("--backend", type=click.Choice(list(BACKENDS)),
               help="Where services run (default from the profile; slurm is chosen inside an allocation).")
 @click.option("--dry-run", is_flag=True, help="k3s: write the manifests to --output instead of applying them.")
-@click.option("--output", "-o", type=click.Path(file_okay=False), help="Directory for --dry-run manifests.")
+@click.option("--output", "-o", type=PATH_DIR, help="Directory for --dry-run manifests.")
 @click.option("--slurm", "submit", is_flag=True, help="Outside an allocation: submit one with sbatch and come up in it.")
 @click.option("--nodes", "-N", type=click.IntRange(1), help="--slurm: number of nodes.")
 @click.option("--time", "-t", "walltime", help="--slurm: walltime, as sbatch takes it (e.g. 2:00:00 or 30).")
@@ -45,10 +50,12 @@ def _print_events(stream) -> None:
 @click.option("--runtime", type=click.Choice(["none", "apptainer"]), help="Run every service in a container runtime.")
 @click.option("--image", help="--runtime apptainer: docker://..., a .sif path or a directory.")
 @click.option("--students", type=click.IntRange(1), help="Class: accounts student01..N (profile masterclass).")
-@click.option("--roster", type=click.Path(dir_okay=False), help="Class: a CSV of username[,display_name].")
+@click.option("--roster", type=PATH_FILE, help="Class: a CSV of username[,display_name].")
 @click.option("--listen", help="Class: the address or interface students' browsers reach the hub at.")
-def up(profile, config, name, workers, threads, gpus, origin, port_base, workdir, require, backend, dry_run,
-       output, submit, nodes, walltime, partition, account, interface, runtime, image, students, roster, listen):
+@click.pass_context
+def up(ctx, profile, config, name, workers, threads, gpus, origin, port_base, workdir, require, backend, dry_run,
+       output, submit, nodes, walltime, partition, account, interface, runtime, image,
+       students, roster, listen):
     """Bring the facility up and print its URLs."""
     over: dict = {"facility": {}, "dask": {}, "xcache": {}, "slurm": {}, "runtime": {}}
     if students or roster or listen:
@@ -71,7 +78,7 @@ def up(profile, config, name, workers, threads, gpus, origin, port_base, workdir
         from .k3s_cmds import dry_run as k3s_dry_run
         return k3s_dry_run(fac, output)
     click.echo(f"afbox: facility {fac.name!r}, profile {profile}")
-    t0 = time.monotonic()
+    t0, started = time.monotonic(), time.time()
     if submit:
         from ..backends.slurm.submit import submit_and_wait
         _print_events(submit_and_wait(fac))
@@ -83,9 +90,15 @@ def up(profile, config, name, workers, threads, gpus, origin, port_base, workdir
             click.echo("everything this run started has been stopped")
             raise
     rec = record.read(FacilityState(fac.name))
+    if rec is None:
+        raise AfboxError(f"facility {fac.name!r} did not leave a record of what runs",
+                         hint=f"see afbox status --name {fac.name}, or afbox down --name {fac.name} and up again")
+    if rec.started >= started:  # this command started it (not one that found it up)
+        remember_start(fac.name, given_flags(ctx))
     where = f" in SLURM job {rec.site['allocation']['job_id']}" if submit and rec.site.get("allocation") else ""
     click.echo(f"\nfacility {fac.name!r} is up{where} ({time.monotonic() - t0:.1f}s):")
-    for line in render.urls_text(rec.urls(), lifecycle.jupyter_login_url(rec), bool(rec.auth)):
+    unavailable = {n: s.unavailable for n, s in rec.services.items() if s.unavailable}
+    for line in render.urls_text(rec.urls(), lifecycle.jupyter_login_url(rec), bool(rec.auth), unavailable):
         click.echo(line)
     click.echo(f"  workdir         {rec.workdir}")
     if submit:
@@ -98,7 +111,7 @@ def up(profile, config, name, workers, threads, gpus, origin, port_base, workdir
 @name_option
 def down(name):
     """Stop every service of the facility. Notebooks, outputs and the data cache are kept."""
-    if name is None and not known_facilities():
+    if name is None and not known_facilities() and not os.environ.get(ENV_FACILITY):
         click.echo("no facility is running; nothing to stop")
         return
     _print_events(lifecycle.down(resolve_name(name)))
@@ -110,13 +123,13 @@ def down(name):
 def status(name, as_json):
     """Services of the facility: state, health, URL/port, pid, restarts, uptime."""
     st = lifecycle.status(resolve_name(name))
-    if not as_json and name is None and not known_facilities():
+    if not as_json and name is None and not known_facilities() and not os.environ.get(ENV_FACILITY):
         click.echo("no facility is running (start one with: afbox up)")
         return
     if as_json:
         click.echo(json.dumps(st.to_dict(), indent=2, sort_keys=True))
         return
-    for line in render.status_text(st):
+    for line in render.status_text(st, start_command(st.facility)):
         click.echo(line)
 
 
@@ -124,17 +137,19 @@ def status(name, as_json):
 @click.argument("service")
 @name_option
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new lines.")
-@click.option("--lines", "-l", default=50, show_default=True, help="How many lines to show first.")
+@click.option("--lines", "-l", default=50, show_default=True, type=click.IntRange(0, 100_000),
+              help="How many lines to show first.")
 def logs(service, name, follow, lines):
     """Show one service's log (supervisord for the supervisor's own)."""
     state = FacilityState(resolve_name(name))
     path = lifecycle.log_path(state.name, service)
     if not path.exists():
         known = sorted(p.stem for p in state.logs.glob("*.log")) if state.logs.exists() else []
-        raise AfboxError(f"no log for service {service!r} in facility {state.name!r}",
-                         hint=("services with logs: " + ", ".join(known)) if known else "the facility has not run yet")
+        raise AfboxError(f"no log for service {service[:60]!r} in facility {state.name!r}",
+                         hint=("services with logs: " + ", ".join(known)) if known else
+                         f"the facility has not run yet; {start_hint(state.name)}")
     with path.open(errors="replace") as f:
-        for line in f.readlines()[-lines:]:
+        for line in collections.deque(f, maxlen=lines) if lines else ():
             click.echo(line, nl=False)
         while follow:
             line = f.readline()
@@ -155,8 +170,8 @@ def restart(service, name):
 
 @click.command()
 @name_option
-@click.option("--workers", "-w", type=click.IntRange(1), help="Number of CPU Dask workers wanted.")
-@click.option("--jobs", type=click.IntRange(1), help="SLURM: submit K worker-only jobs that join the scheduler.")
+@click.option("--workers", "-w", type=click.IntRange(1, MAX_WORKERS), help="Number of CPU Dask workers wanted.")
+@click.option("--jobs", type=click.IntRange(1, 1000), help="SLURM: submit K worker-only jobs that join the scheduler.")
 def scale(name, workers, jobs):
     """Add or remove Dask workers of the running facility."""
     if jobs:
@@ -165,6 +180,22 @@ def scale(name, workers, jobs):
     if workers is None:
         raise click.UsageError("give --workers N (or, on SLURM, --jobs K)")
     _print_events(lifecycle.scale(resolve_name(name), workers))
+
+
+# what `afbox up` may be given again to start the same facility (hints say it whole)
+REMEMBERED = ("profile", "config", "name", "port_base", "workdir", "origin", "backend", "workers")
+
+
+def given_flags(ctx: click.Context) -> list[str]:
+    out: list[str] = []
+    for p in ctx.command.params:
+        value = ctx.params.get(p.name)
+        if p.name in REMEMBERED and value is not None and \
+                ctx.get_parameter_source(p.name) != click.core.ParameterSource.DEFAULT:
+            if p.name in ("config", "workdir"):
+                value = os.path.abspath(value)
+            out += [next(o for o in p.opts if o.startswith("--")), str(value)]
+    return out
 
 
 COMMANDS = [up, down, status, logs, restart, scale]

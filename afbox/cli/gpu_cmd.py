@@ -10,7 +10,9 @@ from .. import gpu
 
 @click.command("gpu")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable: GPUs, usable devices, problems.")
-@click.option("--timeout", default=10.0, show_default=True, help="Seconds to wait for the GPU tools.")
+@click.option("--timeout", default=gpu.DEFAULT_TIMEOUT, show_default=True,
+              type=click.FloatRange(0.5, gpu.DEFAULT_TIMEOUT),
+              help="Seconds to wait for the GPU tools in all (a hung driver is skipped after this).")
 def gpu_cmd(as_json, timeout):
     """GPUs: vendor, model, memory, utilisation, driver, MIG, and the usable devices."""
     report = gpu.detect(timeout=timeout)

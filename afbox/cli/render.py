@@ -31,10 +31,10 @@ def table(columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
     return [fmt.format(*columns).rstrip(), *(fmt.format(*r).rstrip() for r in rows)]
 
 
-def status_text(status: Status) -> list[str]:
+def status_text(status: Status, start: str = "afbox up") -> list[str]:
     if status.down:
         ended = (status.slurm or {}).get("message")
-        return [ended or f"facility {status.facility!r} is down (start it with: afbox up)"]
+        return [ended or f"facility {status.facility!r} is down (start it with: {start})"]
     head = f"facility {status.facility!r} ({status.profile} profile, {status.backend} backend): {status.state}"
     lines = [head, "", *table(STATUS_COLUMNS, status_rows(status))]
     if s := status.slurm:
@@ -43,7 +43,8 @@ def status_text(status: Status) -> list[str]:
     return lines
 
 
-def urls_text(urls: dict, jupyter_login: str | None, guarded: bool = False) -> list[str]:
+def urls_text(urls: dict, jupyter_login: str | None, guarded: bool = False,
+              unavailable: dict[str, str] | None = None) -> list[str]:
     lines = []
     if "hub" in urls:
         lines.append(f"  JupyterHub      {urls['hub']}   (class: afbox class sheet -o sheet.html)")
@@ -57,4 +58,6 @@ def urls_text(urls: dict, jupyter_login: str | None, guarded: bool = False) -> l
         lines.append(f"  XCache          {urls['xcache']}   (e.g. root://…//store/file.root)")
     if "gateway" in urls:
         lines.append(f"  Dask gateway    {urls['gateway']}   (afbox.gateway(); token: afbox token)")
+    for name, why in sorted((unavailable or {}).items()):
+        lines.append(f"  {name + ':':<15} unavailable: {why}")
     return lines

@@ -11,9 +11,9 @@ import click
 from .. import record
 from ..errors import AfboxError
 from ..record import FacilityRecord
-from ..state import FacilityState, resolve_name
-from ..units import parse_duration
-from .options import name_option
+from ..state import FacilityState, known_facilities, resolve_name, start_hint
+from ..units import human_duration
+from .options import DURATION, name_option
 
 DEFAULT_SCOPE = "compute.create jupyter.access storage.read:/"
 MAX_LIFETIME = 7 * 86400  # an old key stays published this long after rotate-key
@@ -23,18 +23,37 @@ def _record(name: str | None) -> FacilityRecord:
     state = FacilityState(resolve_name(name))
     rec = record.read(state)
     if not rec or not rec.auth:
-        raise AfboxError(f"facility {state.name!r} is not running with auth",
-                         hint="start it with `afbox up` (its identity is created on the first up)")
+        raise AfboxError(f"facility {state.name!r} is not running" + (" with auth" if rec else ""),
+                         hint=start_hint(state.name) + " (its identity is created on the first up)" if not rec
+                         else "its [auth] is off: set [auth] enabled = true, then afbox down and up")
     return rec
+
+
+def _checking(name: str | None, token: str) -> FacilityRecord | None:
+    """The running facility to check a token against: the one named; else the one that issued it; else
+    the one commands mean by default. None when none runs with auth."""
+    if not name:
+        from ..auth.tokens import inspect
+        iss = inspect(token)["issuer"]
+        for other in known_facilities():
+            rec = record.read(FacilityState(other))
+            if rec and rec.auth and rec.auth.issuer == iss:
+                return rec
+    try:
+        rec = record.read(FacilityState(resolve_name(name)))
+    except AfboxError:
+        return None  # several run and none is named: nothing to check against
+    return rec if rec and rec.auth else None
 
 
 @click.group("token", invoke_without_command=True)
 @name_option
 @click.option("--scope", default=DEFAULT_SCOPE, show_default=True, help="Space-separated WLCG scopes.")
-@click.option("--lifetime", default="8h", show_default=True, help="e.g. 30m, 8h, 2d (at most 7d).")
+@click.option("--lifetime", default="8h", show_default=True, type=DURATION, help="e.g. 30m, 8h, 2d (at most 7d).")
 @click.option("--audience", help="Who the token is for (default: this facility; another site's issuer URL to use it there).")
 @click.option("--subject", default=None, help="Token subject (default: your user name).")
-@click.option("--inspect", "inspect_token", metavar="TOKEN", help="Decode a token: claims, validity, issuer.")
+@click.option("--inspect", "inspect_token", metavar="TOKEN",
+              help="Decode a token and check it against the facility's keys and trusted issuers.")
 @click.option("--export", "export", is_flag=True,
               help="Print `export` lines for a shell that reads root:// through the XCache (token file, CA dir).")
 @click.pass_context
@@ -48,19 +67,34 @@ def token_group(ctx, name, scope, lifetime, audience, subject, inspect_token, ex
     from ..auth import tokens
     if inspect_token:
         try:
-            info = tokens.inspect(inspect_token.strip())
+            tokens.inspect(inspect_token.strip())
         except ValueError as e:
-            raise AfboxError(f"not a token: {e}") from None
+            raise AfboxError(f"not a token: {e}", hint="a token is three base64 parts joined by dots: "
+                             "header.claims.signature (afbox token prints one)") from None
+        rec = _checking(name, inspect_token.strip())
+        validator = None
+        if rec:
+            from ..auth.facility_auth import service_env, validator_from_env
+            validator = validator_from_env(dict(service_env(
+                rec.auth.issuer, Path(rec.auth.identity_dir), rec.auth.trusted_issuers,
+                rec.spec.auth.trusted_ca_files)))
+        info = tokens.inspect(inspect_token.strip(), validator=validator,
+                              where=f"facility {rec.facility!r}" if rec else "")
         click.echo(json.dumps(info, indent=2, sort_keys=True, default=str))
+        for line in info["warnings"]:
+            click.echo(f"warning: {line}", err=True)
         return
     if export:
         from .. import data_env
         for key, value in data_env(name).items():
             click.echo(f"export {key}={shlex.quote(value)}")
         return
-    seconds = parse_duration(lifetime)
+    seconds = lifetime
     if seconds > MAX_LIFETIME:
-        raise AfboxError(f"lifetime {lifetime} is longer than 7d", hint="ask for a new token when it runs out")
+        raise AfboxError(f"--lifetime {human_duration(seconds)} is longer than 7d",
+                         hint="ask for a new token when it runs out")
+    if not scope.split():
+        raise AfboxError("--scope is empty", hint=f"e.g. --scope '{DEFAULT_SCOPE}'")
     auth = _record(name).auth
     from ..auth.identity import load
     identity = load(Path(auth.identity_dir))

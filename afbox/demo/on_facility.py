@@ -6,7 +6,7 @@ from pathlib import Path
 from .. import record
 from ..errors import AfboxError
 from ..record import FacilityRecord
-from ..state import FacilityState, resolve_name
+from ..state import FacilityState, resolve_name, start_hint
 
 DATASET = Path("demo") / "ttbar"
 
@@ -15,7 +15,7 @@ def running_record(name: str | None) -> FacilityRecord:
     state = FacilityState(resolve_name(name))
     rec = record.read(state)
     if not rec:
-        raise AfboxError(f"facility {state.name!r} is not running", hint="start it with: afbox up")
+        raise AfboxError(f"facility {state.name!r} is not running", hint=start_hint(state.name))
     return rec
 
 

@@ -76,18 +76,21 @@ def digest(source: Source, python: str, added: list[str]) -> str:
 def request_source(requirements: str | None, packages: tuple[str, ...], lock: str | None) -> tuple[Source, list]:
     if lock:
         if requirements or packages:
-            raise AfboxError("give either --lock or requirements, not both")
+            raise AfboxError("give either --lock or requirements, not both",
+                             hint="a lock file already fixes every package")
         path = Path(lock).expanduser().resolve()
         if not path.is_file():
-            raise AfboxError(f"{lock}: no such file")
+            raise AfboxError(f"{lock}: no such file", hint="give the path of a pixi.lock or an environment.yml")
         kind = "pixi" if path.name == "pixi.lock" else "conda" if path.suffix in (".yml", ".yaml") else None
         if not kind:
-            raise AfboxError(f"{lock}: not a pixi.lock or a conda environment file (.yml)")
+            raise AfboxError(f"{lock}: not a pixi.lock or a conda environment file (.yml)",
+                             hint="for a requirements.txt use -r instead")
         data = path.read_bytes()
         if kind == "pixi":
             manifest = path.with_name("pixi.toml")
             if not manifest.is_file():
-                raise AfboxError(f"{lock}: pixi needs its manifest beside it ({manifest.name})")
+                raise AfboxError(f"{lock}: pixi needs its manifest beside it ({manifest.name})",
+                             hint="copy the project's pixi.toml next to the lock file")
             data += manifest.read_bytes()
         return Source(kind, lock=str(path), lock_digest=hashlib.sha256(data).hexdigest()), []
     lines: list[str] = []
@@ -96,7 +99,11 @@ def request_source(requirements: str | None, packages: tuple[str, ...], lock: st
         try:
             lines = Path(requirements).expanduser().read_text().splitlines()
         except OSError as e:
-            raise ConfigError(f"{requirements}: cannot read: {e.strerror}") from None
+            raise ConfigError(f"{requirements}: cannot read: {e.strerror}",
+                              hint="give the path of a requirements.txt") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{requirements}: not a text file", hint="a requirements.txt is plain text (UTF-8)"
+                              ) from None
         reqs = parse_requirements(lines, requirements)
     reqs += parse_requirements(list(packages), "command line")
     return Source("requirements", requirements=tuple(sorted(str(r) for r in reqs))), reqs

@@ -125,10 +125,12 @@ def users(env: Env) -> list[str]:
     from ..state import FacilityState, known_facilities
 
     out = []
+    clusters = set()  # their supervised processes are named by the cluster's line
     for fac in known_facilities():
         rec = record.read(FacilityState(fac))
         for cname, c in (rec.clusters if rec else {}).items():
             if c.digest == env.digest:
+                clusters.add(f"cluster-{cname}-")
                 out.append(f"cluster {cname!r} of facility {fac!r} (stop it: afbox cluster down {cname} --name {fac})")
     prefixes = tuple({str(env.dir) + os.sep, str(env.dir.resolve()) + os.sep})
     image = str(env.image) if env.image else None
@@ -137,8 +139,25 @@ def users(env: Env) -> list[str]:
         kernel = "ipykernel_launcher" in cmd
         if any(a.startswith(prefixes) for a in cmd[:2]) or (image and image in cmd) or (
                 image and kernel and _kernel_of(p, env.name)):
-            out.append(f"{'Jupyter kernel' if kernel else 'process'} pid {p.info['pid']}")
+            if _supervised_as(p).startswith(tuple(clusters) or ("\0",)):
+                continue
+            if kernel:
+                out.append(f"Jupyter kernel pid {p.info['pid']} (\"Python ({env.name})\"): shut it down in "
+                           "JupyterLab (Kernel > Shut Down Kernel)")
+            else:
+                shown = " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(cmd[:4]))
+                out.append(f"process {p.info['pid']} ({shown[:80]}): end it (kill {p.info['pid']}) or let it finish")
     return out
+
+
+def _supervised_as(proc) -> str:
+    """The supervisord program a process belongs to ('' for any other): supervisord names it in the
+    environment of what it starts, and children inherit it."""
+    import psutil
+    try:
+        return proc.environ().get("SUPERVISOR_PROCESS_NAME", "")
+    except psutil.Error:
+        return ""
 
 
 def _kernel_of(proc, name: str) -> bool:
@@ -157,7 +176,7 @@ def remove(name: str) -> Iterator[ev.Event]:
     if not sharing:
         busy = users(env)
         if busy:
-            raise AfboxError(f"environment {name!r} is in use", details=busy,
+            raise AfboxError(f"environment {name!r} is in use by:", details=busy,
                              hint="stop those first; the environment stays until nothing uses it")
     shutil.rmtree(jupyter_dir() / "kernels" / kernel_name(name), ignore_errors=True)
     _name_file(name).unlink(missing_ok=True)

@@ -8,6 +8,7 @@ hung driver costs at most `timeout` seconds and shows up as a problem line inste
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,12 +19,12 @@ from . import rocm as gpu_rocm
 from . import sysfs as gpu_sysfs
 from .usage import LiveStats, live
 from .model import Device, Gpu, MigDevice, fmt_bytes
-from .tools import Failure, Tools, nvidia_hint, run_tool
+from .tools import TOOL, Failure, Tools, nvidia_hint, run_tool
 from .visible import VARIABLES, visible_devices
 
 __all__ = ["Device", "Gpu", "GpuReport", "LiveStats", "MigDevice", "detect", "live", "render_table"]
 
-DEFAULT_TIMEOUT = 10.0
+DEFAULT_TIMEOUT = 5.0  # the README promises a hung driver never holds afbox up longer
 VENDOR_NAME = {"nvidia": "NVIDIA", "amd": "AMD"}
 
 
@@ -35,8 +36,10 @@ class GpuReport:
     visibility: dict[str, str] = field(default_factory=dict)  # the *_VISIBLE_DEVICES / SLURM_* in force
 
     def devices(self, env: Mapping[str, str] | None = None) -> list[Device]:
-        """Usable devices (whole GPUs, or MIG instances), narrowed by the visibility variables."""
-        return visible_devices(self.gpus, self.visibility if env is None else env)
+        """Usable devices (whole GPUs, or MIG instances), narrowed by the visibility variables; a
+        device nothing names reliably is left out (detect() says why in a problem line)."""
+        found = visible_devices(self.gpus, self.visibility if env is None else env)
+        return [d for d in found if d.pin is not None]
 
     def to_dict(self) -> dict[str, Any]:
         return {"source": self.source, "gpus": [g.to_dict() for g in self.gpus], "problems": list(self.problems),
@@ -65,7 +68,19 @@ def detect(env: Mapping[str, str] | None = None, timeout: float = DEFAULT_TIMEOU
         if g.mig_mode == "enabled" and not g.mig_devices:
             report.problems.append(f"GPU {g.index} ({g.model}) has MIG enabled but no MIG instances, so it "
                                    "offers no device — create some (nvidia-smi mig -cgi ... -C) or disable MIG")
+    report.problems += _order_problem(report, seen_env.get("CUDA_DEVICE_ORDER", "FASTEST_FIRST"))
     return report
+
+
+def _order_problem(report: GpuReport, order: str) -> list[str]:
+    """CUDA counts fastest first unless told PCI_BUS_ID; only different models make that matter."""
+    numbered = [t for t in report.visibility.get("CUDA_VISIBLE_DEVICES", "").split(",") if t.strip().isdigit()]
+    models = {g.model for g in report.gpus if g.vendor == "nvidia"}
+    if not numbered or order == "PCI_BUS_ID" or len(models) < 2:
+        return []
+    return ["CUDA_VISIBLE_DEVICES names GPUs by number, and with different models CUDA numbers them fastest "
+            "first, not in nvidia-smi's order that afbox reads it in — set CUDA_DEVICE_ORDER=PCI_BUS_ID or "
+            "name the GPUs by UUID"]
 
 
 def _detect_nvidia(report: GpuReport, tools: Tools, nvml: Any, broken: dict[str, Failure | None]) -> None:
@@ -89,11 +104,15 @@ def _detect_nvidia(report: GpuReport, tools: Tools, nvml: Any, broken: dict[str,
         report.problems.append(f"nvidia-smi -q -x gave output afbox cannot read ({e}): GPUs ignored")
         return
     if any(m.uuid is None or m.profile is None for g in gpus for m in g.mig_devices):
-        listing = run_tool(tools, "nvidia", gpu_nvsmi.LIST_ARGV, report.problems, {})
+        hung: list[str] = []  # -L alone hanging leaves the whole GPUs -q -x found usable
+        listing = run_tool(tools, "nvidia", gpu_nvsmi.LIST_ARGV, hung, {})
         if listing is not None:
             gpu_nvsmi.merge_list(gpus, gpu_nvsmi.parse_list(listing.stdout))
-        if any(m.uuid is None for g in gpus for m in g.mig_devices):
-            report.problems.append("nvidia-smi -L did not list the MIG UUIDs: MIG devices cannot be assigned")
+        nameless = [f"gpu-{g.index}-mig-{m.index}" for g in gpus for m in g.mig_devices if m.uuid is None]
+        if nameless:
+            why = "timed out" if hung else "did not list the MIG UUIDs"
+            report.problems.append(f"nvidia-smi -L {why}, so {', '.join(nameless)} get no worker (pinned to "
+                                   "the parent GPU, each would get the whole GPU)")
     report.gpus, report.source = gpus, "nvidia-smi" if gpus else None
 
 
@@ -106,10 +125,18 @@ def _detect_amd(report: GpuReport, tools: Tools, root: str, broken: dict[str, Fa
         broken["amd"] = Failure("rocm-smi", reason, "load the amdgpu kernel module (modprobe amdgpu)", quiet=True)
         return
     try:
-        report.gpus = gpu_rocm.parse(out.stdout, gpu_sysfs.rocm_version(root))
+        report.gpus = gpu_rocm.parse(out.stdout, gpu_sysfs.rocm_version(root) or _rocm_from_path(tools))
     except ValueError as e:
         report.problems.append(f"rocm-smi --json gave output afbox cannot read ({e}): GPUs ignored")
+    report.problems += gpu_rocm.number_for_rocr(report.gpus, gpu_sysfs.kfd_gpus(root))
     report.source = "rocm-smi" if report.gpus else None
+
+
+def _rocm_from_path(tools: Tools) -> str | None:
+    """ROCm installs into /opt/rocm-X.Y.Z; rocm-smi there, or a link to it, tells the release."""
+    exe = tools.find(TOOL["amd"])
+    m = re.search(r"/rocm-(\d+\.\d+\.\d+)/", os.path.realpath(exe)) if exe else None
+    return m[1] if m else None
 
 
 def _explain(report: GpuReport, root: str, broken: dict[str, Failure | None]) -> None:
@@ -152,7 +179,9 @@ def render_table(report: GpuReport) -> list[str]:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     first = report.gpus[0]
-    facts = [f"source {report.source}", f"driver {first.driver or '?'}"]
+    # rocm-smi's "driver version" is the amdgpu kernel module's (the kernel's, when in-tree), not ROCm's
+    driver = "amdgpu" if first.vendor == "amd" else "driver"
+    facts = [f"source {report.source}", f"{driver} {first.driver or '?'}"]
     facts += [f"{name} {v}" for name, v in (("CUDA", first.cuda_version), ("ROCm", first.rocm_version)) if v]
     everything, visible = report.devices({}), report.devices()
     mig = sum(1 for d in everything if d.mig_index is not None)

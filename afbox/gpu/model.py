@@ -39,7 +39,8 @@ class Gpu:
     mig_mode: str | None = None  # "enabled" | "disabled" | None when the GPU has no MIG
     mig_devices: list[MigDevice] = field(default_factory=list)
     pci_bus_id: str | None = None
-    minor: int | None = None  # /dev/nvidiaN: the number SLURM and container runtimes name GPUs by
+    minor: int | None = None  # /dev/nvidiaN; not what any visibility variable counts (see visible.py)
+    rocr_index: int | None = None  # AMD: position among ROCr's GPU agents (KFD topology order)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -63,6 +64,9 @@ class Device:
     gpu_index: int
     mig_index: int | None = None
     mig_profile: str | None = None
+    # what CUDA_/ROCR_VISIBLE_DEVICES must hold to show a process exactly this device; None: nothing
+    # names it reliably, so no worker can be pinned to it
+    pin: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -71,9 +75,20 @@ class Device:
 def whole_devices(gpu: Gpu) -> list[Device]:
     """The devices one GPU offers before any visibility narrowing."""
     if gpu.mig_mode != "enabled":
-        return [Device(f"gpu-{gpu.index}", gpu.uuid, gpu.model, gpu.memory_total, gpu.vendor, gpu.index)]
+        return [Device(f"gpu-{gpu.index}", gpu.uuid, gpu.model, gpu.memory_total, gpu.vendor, gpu.index,
+                       pin=_pin(gpu))]
+    # A MIG instance is named by its own UUID only: the parent's index or UUID would give a worker the
+    # whole GPU, shared with every other instance's worker.
     return [Device(f"gpu-{gpu.index}-mig-{m.index}", m.uuid, f"{gpu.model} MIG {m.profile or '?'}",
-                   m.memory_total, gpu.vendor, gpu.index, m.index, m.profile) for m in gpu.mig_devices]
+                   m.memory_total, gpu.vendor, gpu.index, m.index, m.profile, pin=m.uuid) for m in gpu.mig_devices]
+
+
+def _pin(gpu: Gpu) -> str | None:
+    if gpu.uuid:
+        return gpu.uuid
+    if gpu.vendor == "amd":  # ROCr counts its own agents, not rocm-smi's cards
+        return None if gpu.rocr_index is None else str(gpu.rocr_index)
+    return str(gpu.index)  # nvidia-smi's index: CUDA counts the same way under CUDA_DEVICE_ORDER=PCI_BUS_ID
 
 
 def fmt_bytes(n: int | None) -> str:

@@ -14,19 +14,23 @@ LIVE_ARGV = ["--query-gpu=index,utilization.gpu,memory.used", "--format=csv,nohe
 # -q -x does not carry the compute capability (only `--query-gpu=compute_cap` on newer drivers),
 # so known products are looked up; first match wins, hence A100 before A10.
 _COMPUTE_CAPABILITY = [
-    (r"\b(B100|B200|GB200)\b", "10.0"), (r"RTX 50\d0", "12.0"),
+    (r"\b(B100|B200|GB200)\b", "10.0"), (r"RTX 50\d0|RTX PRO \d000 Blackwell", "12.0"),
     (r"\b(GH200|H100|H200|H800|H20)\b", "9.0"),
-    (r"\b(L4|L40S?|L20)\b|RTX 40\d0|RTX \d000 Ada", "8.9"),
+    (r"\b(L4|L40S?|L20)\b|RTX 40\d0|RTX \d000( SFF)? Ada", "8.9"),
     (r"\b(A100|A800|A30)\b", "8.0"),
     (r"\b(A2|A10G?|A16|A40)\b|RTX A\d000|RTX 30\d0", "8.6"),
     (r"\bT4\b|RTX 20\d0|Quadro RTX|TITAN RTX|GTX 16\d0", "7.5"),
-    (r"\bV100\b|TITAN V\b", "7.0"),
-    (r"\bP100\b", "6.0"), (r"\b(P40|P4)\b|GTX 10\d0|TITAN Xp\b", "6.1"),
+    (r"\bV100S?\b|TITAN V\b", "7.0"),
+    (r"\bP100\b|Quadro GP100", "6.0"),
+    (r"\b(P40|P4)\b|GTX 10\d0|GT 10\d0|TITAN Xp\b|Quadro P\d+", "6.1"),
 ]
+# Where the name is not known, the architecture tells the capability when it has only one.
+_ARCHITECTURE = {"Volta": "7.0", "Turing": "7.5", "Ada Lovelace": "8.9", "Hopper": "9.0"}
 
 
-def compute_capability(model: str) -> str | None:
-    return next((cc for pattern, cc in _COMPUTE_CAPABILITY if re.search(pattern, model)), None)
+def compute_capability(model: str, architecture: str | None = None) -> str | None:
+    found = next((cc for pattern, cc in _COMPUTE_CAPABILITY if re.search(pattern, model)), None)
+    return found or _ARCHITECTURE.get(architecture or "")
 
 
 def parse_bytes(text: str | None) -> int | None:
@@ -78,13 +82,14 @@ def parse_xml(text: str) -> list[Gpu]:
     for index, el in enumerate(root.findall("gpu")):
         model = _text(el, "product_name") or "NVIDIA GPU"
         minor = _text(el, "minor_number")
+        cc = compute_capability(model, _text(el, "product_architecture"))
         gpus.append(Gpu(
             index=index, vendor="nvidia", model=model, source="nvidia-smi",
             uuid=_text(el, "uuid"),
             memory_total=parse_bytes(_text(el, "fb_memory_usage/total")),
             memory_used=parse_bytes(_text(el, "fb_memory_usage/used")),
             utilization=parse_percent(_text(el, "utilization/gpu_util")),
-            driver=driver, cuda_version=cuda, compute_capability=compute_capability(model),
+            driver=driver, cuda_version=cuda, compute_capability=cc,
             mig_mode=_mig_mode(_text(el, "mig_mode/current_mig")),
             mig_devices=[_mig(m) for m in el.findall("mig_devices/mig_device")],
             pci_bus_id=_text(el, "pci/pci_bus_id") or el.get("id"),

@@ -5,6 +5,7 @@ import json
 import re
 
 from .model import Gpu
+from .sysfs import KfdGpu
 
 QUERY_ARGV = ["--showproductname", "--showmeminfo", "vram", "--showuse", "--showdriverversion",
                "--showuniqueid", "--showbus", "--json"]
@@ -34,17 +35,64 @@ def cards(data: dict) -> list[tuple[int, dict]]:
 
 def parse(text: str, rocm_version: str | None = None) -> list[Gpu]:
     data = load(text)
-    driver = _value((data.get("system") or {}).get("Driver version"))
+    driver = _value((data.get("system") or {}).get("Driver version"))  # the amdgpu module's, not ROCm's
     gpus = []
     for index, card in cards(data):
-        model = next((v for k in ("Card Series", "Card SKU", "Card Model") if (v := _value(card.get(k)))), "AMD GPU")
         gpus.append(Gpu(
-            index=index, vendor="amd", model=model, source="rocm-smi", uuid=_uuid(card.get("Unique ID")),
+            index=index, vendor="amd", model=_model(card), source="rocm-smi", uuid=_uuid(card.get("Unique ID")),
             memory_total=_int(card.get("VRAM Total Memory (B)")),
             memory_used=_int(card.get("VRAM Total Used Memory (B)")),
             utilization=_float(card.get("GPU use (%)")), driver=driver, rocm_version=rocm_version,
             compute_capability=_value(card.get("GFX Version")), pci_bus_id=_value(card.get("PCI Bus"))))
+    # rocm-smi 6.1+ names each card's KFD node; ROCr numbers the GPU nodes in node order
+    nodes = [_int(card.get("Node ID")) for _, card in cards(data)]
+    if gpus and None not in nodes:
+        for rank, (_, g) in enumerate(sorted(zip(nodes, gpus), key=lambda ng: ng[0])):
+            g.rocr_index = rank
+    elif len(gpus) == 1:
+        gpus[0].rocr_index = 0
     return gpus
+
+
+def number_for_rocr(gpus: list[Gpu], kfd: list[KfdGpu]) -> list[str]:
+    """Number the GPUs as ROCr does, from the KFD topology matched by PCI address, and fill in the
+    gfx target and unique ID older rocm-smi leave out. Returns problem lines for the GPUs no worker
+    can be pinned to: those ROCr does not see, and those neither a unique ID nor ROCr's number names."""
+    usable = [k for k in kfd if k.usable]
+    by_address = {k.address: k for k in kfd}
+    closed: list[Gpu] = []
+    for g in gpus:
+        k = by_address.get((g.pci_bus_id or "").lower())
+        if k is None:
+            continue
+        g.compute_capability = g.compute_capability or k.gfx
+        g.uuid = g.uuid or (f"GPU-{k.unique_id:016x}" if k.unique_id else None)
+        g.rocr_index = usable.index(k) if k.usable else None
+        if not k.usable:
+            g.uuid = None  # ROCr does not see it, whatever it is called
+            closed.append(g)
+    problems = []
+    if closed:
+        nodes = ", ".join(f"card {g.index} ({by_address[g.pci_bus_id.lower()].render_node})" for g in closed)
+        problems.append(f"AMD GPU {nodes}: this process cannot open the render node, so ROCr does not see it "
+                        "and it gets no worker — add the user to the render group, or pass the device into "
+                        "the container")
+    unnamed = [g for g in gpus if g not in closed and not g.uuid and g.rocr_index is None]
+    if unnamed:
+        cards_ = ", ".join(f"card {g.index}" for g in unnamed)
+        problems.append(f"AMD GPU {cards_}: no unique ID, and without the KFD topology (/sys/class/kfd) "
+                        "afbox cannot tell which ROCr device it is (rocm-smi's card order is not ROCr's), "
+                        "so it gets no worker")
+    return problems
+
+
+def _model(card: dict) -> str:
+    # rocm-smi up to 6.0 writes "Card series"/"Card model"; 6.1 capitalises them. A bare PCI id
+    # (ROCm 4.x writes the vendor id 0x1002 as the series) names nothing.
+    name = next((v for k in ("Card Series", "Card series", "Device Name")
+                 if (v := _value(card.get(k))) and not re.fullmatch(r"0x[0-9a-fA-F]+", v)), None)
+    sku = _value(card.get("Card SKU"))
+    return name or (f"AMD GPU {sku}" if sku else "AMD GPU")
 
 
 def parse_live(text: str) -> dict[int, tuple[float | None, int | None]]:

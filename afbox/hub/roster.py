@@ -21,7 +21,7 @@ from typing import Iterator, Literal
 from pydantic import BaseModel
 
 from ..errors import AfboxError, ConfigError
-from ..facility import USERNAME, MasterclassSection
+from ..class_spec import USERNAME, MasterclassSection
 
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I/L: read off paper
 MIN_PASSWORD = 8
@@ -80,6 +80,10 @@ def read_roster(path: str | Path) -> list[tuple[str, str]]:
         text = path.read_text()
     except OSError as e:
         raise ConfigError(f"{path}: cannot read the roster: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a roster: expected CSV text, username[,display_name] a line") from None
+    if "\0" in text:
+        raise ConfigError(f"{path}: not a roster: expected CSV text, username[,display_name] a line")
     out: list[tuple[str, str]] = []
     seen: dict[str, int] = {}
     for n, row in enumerate(csv.reader(text.splitlines()), 1):

@@ -5,7 +5,7 @@ import os
 import pwd
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from .. import backends, events as ev, record, services
 from ..errors import AfboxError
@@ -14,8 +14,9 @@ from ..record import AuthRecord, DaskRecord, FacilityRecord, GpuRecord, Keycache
 from ..services import issuer, xcache
 from ..services.context import Context
 from ..spec import ServiceSpec
-from ..state import FacilityState
+from ..state import FacilityState, known_facilities, start_hint
 from . import clusters, credentials
+from .already import already_up
 from .contexts import context, context_from, detect_gpus, running
 
 
@@ -24,9 +25,10 @@ def up(fac: Facility) -> Iterator[ev.Event]:
     fac = in_allocation(fac)
     state = FacilityState(fac.name)
     be = backends.get(fac.facility.backend, state)
-    if be.running() and record.read(state):
-        yield ev.Event(ev.INFO, "", f"facility {fac.name!r} is already up")
+    if be.running() and (rec := record.read(state)):
+        yield from already_up(fac, rec)
         return
+    yield from shared_workdir(fac)
     site = be.site(fac)  # what only the backend knows: SLURM's addresses, sizes per node
     report, devices = detect_gpus(site.facility)
     for line in report.problems if report else ():
@@ -50,6 +52,16 @@ def up(fac: Facility) -> Iterator[ev.Event]:
     rec.gpus = GpuRecord(report=report.to_dict() if report else None,
                          workers={f"dask-gpu-{k}": d.to_dict() for k, d in enumerate(devices)})
     record.write(state, rec)
+
+
+def shared_workdir(fac: Facility) -> Iterator[ev.Event]:
+    """A warning when another running facility works in the same workdir: outputs of one (the demo's
+    agc_output, its notebook) would land on the other's."""
+    for other in known_facilities():
+        rec = record.read(FacilityState(other)) if other != fac.name else None
+        if rec and Path(rec.workdir) == fac.workdir:
+            yield ev.Event(ev.INFO, "", f"warning: facility {other!r} works in {fac.workdir} too; outputs of one "
+                                        "overwrite the other's (give each its own: --workdir DIR)")
 
 
 def in_allocation(fac: Facility) -> Facility:
@@ -107,9 +119,9 @@ def restart(name: str, service: str) -> None:
     state = FacilityState(name)
     rec = record.read(state)
     if not rec:
-        raise AfboxError(f"facility {name!r} is not running", hint="start it with: afbox up")
+        raise AfboxError(f"facility {name!r} is not running", hint=start_hint(name))
     if service not in rec.services:
-        raise AfboxError(f"no service {service!r}", hint="services: " + ", ".join(rec.services))
+        raise AfboxError(f"no service {service[:60]!r} in facility {name!r}", hint="services: " + ", ".join(rec.services))
     backends.get(rec.backend, state).restart(service)
 
 
@@ -145,14 +157,17 @@ def placed(fac: Facility) -> tuple[backends.Backend, Context, list[ServiceSpec]]
     return be, ctx, be.place(ctx, services.render(be.view(ctx)))
 
 
-def purge(name: str) -> Iterator[ev.Event]:
+def purge(name: str, confirm: Callable[[str], None] | None = None) -> Iterator[ev.Event]:
     """Delete the facility's data where its backend keeps it apart from this host (k3s: the namespace
-    with its volumes); the record goes with it."""
+    with its volumes); the record goes with it. confirm(what) is asked once the backend can do it."""
     state = FacilityState(name)
     rec = record.read(state)
     be = backends.get(rec.backend if rec else "k3s", state)
     if not hasattr(be, "purge"):
         raise AfboxError(f"facility {name!r} runs on the {be.name} backend, whose data afbox keeps on this host",
                          hint="afbox cache purge empties its cache; notebooks stay in the workdir")
+    what = be.purge_target()
+    if confirm:
+        confirm(what)
     yield from be.purge()
     state.clear()

@@ -16,7 +16,7 @@ from ..record import FacilityRecord
 from ..run import which
 from ..services.context import Context
 from ..services.sizing import dask_size, xcache_size
-from ..state import FacilityState, data_root, shared_cache_root
+from ..state import FacilityState, data_root, shared_cache_root, start_hint
 
 GPU_DETECT_TIMEOUT = 5.0  # a hung nvidia-smi must not hold up `afbox up` for long
 
@@ -71,5 +71,5 @@ def running(name: str) -> tuple[FacilityState, FacilityRecord, backends.Backend]
     rec = record.read(state)
     be = backends.get(rec.backend if rec else "local", state)
     if not rec or not be.running():
-        raise AfboxError(f"facility {name!r} is not running", hint="start it with: afbox up")
+        raise AfboxError(f"facility {name!r} is not running", hint=start_hint(name))
     return state, rec, be

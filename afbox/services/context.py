@@ -7,6 +7,7 @@ from typing import Any
 
 from ..facility import Facility
 from ..gpu.model import Device
+from ..ports import port
 from ..state import FacilityState
 from .sizing import DaskSize
 
@@ -50,12 +51,14 @@ class Context:
 
     @property
     def data_env(self) -> tuple[tuple[str, str], ...]:
-        """What a process reading root:// through the XCache needs: the token the WLCG way, and the
-        facility CA as a hashed dir (xrootd clients read only those) to verify the XCache's TLS."""
+        """What a process reading root:// through the XCache needs: where the XCache is, and with
+        auth the token the WLCG way and the facility CA as a hashed dir (xrootd clients read only
+        those) to verify the XCache's TLS."""
+        where = (("AFBOX_XCACHE", f"root://{self.bind}:{port(self.base, 'xcache')}"),) \
+            if self.facility.xcache.enabled else ()
         if not self.facility.auth.enabled:
-            return ()
-        return (("BEARER_TOKEN_FILE", str(self.token_file)),
-                ("X509_CERT_DIR", str(self.ca_dir)))
+            return where
+        return (*where, ("BEARER_TOKEN_FILE", str(self.token_file)), ("X509_CERT_DIR", str(self.ca_dir)))
 
     @property
     def ca_dir(self) -> Path:

@@ -147,11 +147,24 @@ def worker_env(ctx: Context, pl: Place) -> tuple[tuple[str, str], ...]:
 
 
 def gpu_worker(ctx: Context, k: int, dev) -> ServiceSpec:
-    """One single-threaded worker per GPU (or MIG instance), pinned to it by UUID."""
-    visible = "ROCR_VISIBLE_DEVICES" if dev.vendor == "amd" else "CUDA_VISIBLE_DEVICES"
+    """One single-threaded worker per GPU (or MIG instance), pinned to it by UUID where it has one."""
     return worker(ctx, ctx.dask.workers + k, name=f"{GPU_WORKER}-{k}", worker_name=f"gpu-{k}", threads=1,
-                  extra=("--resources", "GPU=1"), group=GPU_WORKER, gpu=dev.vendor,
-                  env=((visible, dev.uuid or str(dev.gpu_index)),))
+                  extra=("--resources", "GPU=1"), group=GPU_WORKER, gpu=dev.vendor, env=gpu_env(dev))
+
+
+def gpu_env(dev) -> tuple[tuple[str, str], ...]:
+    """What shows a worker exactly this device, whatever it inherits from afbox's own environment."""
+    pin = dev.pin
+    if pin is None:  # a record written before pins: render its workers exactly as they run
+        return (("ROCR_VISIBLE_DEVICES" if dev.vendor == "amd" else "CUDA_VISIBLE_DEVICES",
+                 dev.uuid or str(dev.gpu_index)),)
+    if dev.vendor == "amd":
+        # HIP counts HIP_VISIBLE_DEVICES / CUDA_VISIBLE_DEVICES among the devices ROCr left: an
+        # inherited one would point past the single device, so name that one.
+        return (("ROCR_VISIBLE_DEVICES", pin), ("HIP_VISIBLE_DEVICES", "0"))
+    if pin.isdigit():  # only a GPU without a UUID: count as nvidia-smi does, not fastest first
+        return (("CUDA_VISIBLE_DEVICES", pin), ("CUDA_DEVICE_ORDER", "PCI_BUS_ID"))
+    return (("CUDA_VISIBLE_DEVICES", pin),)
 
 
 def worker(ctx: Context, index: int, name: str | None = None, worker_name: str | None = None,

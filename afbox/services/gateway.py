@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ..facility import Facility
 from ..ports import GATEWAY_FIRST, GATEWAY_SIZE, port
-from ..spec import ConfigFile, HealthCheck, ServiceSpec
+from ..spec import ConfigFile, HealthCheck, Launcher, ServiceSpec
 from . import dask, issuer
 from .context import Context
 
@@ -31,6 +31,11 @@ def proxy_address(ctx: Context) -> str:
     return f"gateway://{ctx.bind}:{port(ctx.base, 'gateway-scheduler')}"
 
 
+def cluster_env(ctx: Context) -> tuple[tuple[str, str], ...]:
+    """What its clusters' processes get: the XCache and data token, and the token check of their dashboards."""
+    return (*ctx.data_env, *issuer.validator_env(ctx))
+
+
 def config_text(ctx: Context) -> str:
     b = ctx.bind
     settings = {
@@ -50,10 +55,10 @@ def config_text(ctx: Context) -> str:
         "ClusterConfig.worker_memory": ctx.dask.memory_limit,
         "ClusterConfig.cluster_max_workers": MAX_WORKERS,
         # workers read root:// through the XCache like the facility's own ones
-        "ClusterConfig.environment": dict(ctx.data_env) | dict(issuer.validator_env(ctx)),
+        "ClusterConfig.environment": dict(cluster_env(ctx)),
     }
     if ctx.facility.masterclass.enabled:
-        from .hub import gateway_settings
+        from ..hub.class_gateway import gateway_settings
         settings |= gateway_settings(ctx)  # students' clusters: as the student, small, culled when idle
     lines = ["# written by afbox; edit the facility spec instead"]
     lines += [f"c.{k} = {v!r}" for k, v in settings.items()]
@@ -72,4 +77,6 @@ def render(ctx: Context) -> list[ServiceSpec]:
         links=(("gateway", "gateway"),),
         state_dirs=(str(ctx.state.run / "gateway-clusters"),),
         files=(ConfigFile(str(config_path(ctx)), config_text(ctx)),),
+        launches=Launcher("dask-gateway", str(config_path(ctx)), cluster_env(ctx), api="api",
+                          proxy=("http", "scheduler-proxy")),
     )]

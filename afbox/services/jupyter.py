@@ -9,7 +9,7 @@ from ..facility import Facility
 from ..ports import port
 from ..spec import ConfigFile, Expose, HealthCheck, ServiceSpec, Volume
 from ..units import parse_size
-from . import issuer
+from . import gateway, issuer
 from .context import Context
 from .dask import dashboard_link, scheduler_address, tls_env
 
@@ -48,6 +48,7 @@ def render(ctx: Context) -> list[ServiceSpec]:
         *tls_env(ctx, client=True),  # so kernels hold the facility's Dask credentials
         *ctx.data_env,               # and the data token, for root:// reads through the XCache
         *issuer.validator_env(ctx),
+        *gateway_env(ctx),
     )
     settings = settings_dir(ctx) / "dask-labextension" / "plugin.jupyterlab-settings"
     return [ServiceSpec(
@@ -60,6 +61,13 @@ def render(ctx: Context) -> list[ServiceSpec]:
         volumes=(Volume("workdir", workdir, parse_size(ctx.facility.k3s.workdir_size), shared=True),),
         singleton=True, expose=(Expose("http", "", "lab", "/lab"),),
     )]
+
+
+def gateway_env(ctx: Context) -> tuple[tuple[str, str], ...]:
+    """dask-gateway's own config: a bare dask_gateway.Gateway() in a kernel finds the facility's."""
+    if not gateway.enabled(ctx.facility):
+        return ()
+    return (("DASK_GATEWAY__ADDRESS", gateway.address(ctx)), ("DASK_GATEWAY__PROXY_ADDRESS", gateway.proxy_address(ctx)))
 
 
 def labextension_settings(ctx: Context) -> dict:

@@ -10,7 +10,7 @@ from ..ports import port
 from ..spec import ConfigFile, HealthCheck, ServiceSpec, Volume
 from ..units import parse_size
 from .context import Context
-from .xcache import INSTALL_HINT, xrootd_argv
+from .xcache import xrootd_argv, xrootd_missing
 
 NAME = "origin"
 
@@ -45,10 +45,10 @@ def render(ctx: Context) -> list[ServiceSpec]:
     return [ServiceSpec(
         name=NAME, argv=argv, ports=(("xroot", p),),
         health=HealthCheck("xrootd", host="127.0.0.1", port=p),
-        urls=(("root", f"root://localhost:{p}/"), ("data_dir", str(ctx.origin_dir))), primary="root",
+        urls=(("root", f"root://{ctx.bind}:{p}/"), ("data_dir", str(ctx.origin_dir))), primary="root",
         state_dirs=(str(ctx.xrootd_dir), str(admin_dir(ctx))),
         volumes=(Volume("data", str(ctx.origin_dir), parse_size(ctx.facility.k3s.origin_size), read_only=True),),
         files=(ConfigFile(str(config_path(ctx)), config_text(ctx)),), image_role="xrootd",
         run_as=ctx.xrootd_user or "",
-        unavailable=None if ctx.xrootd else f"xrootd is not installed; {INSTALL_HINT}",
+        unavailable=xrootd_missing(ctx),
     )]

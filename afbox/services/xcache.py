@@ -15,6 +15,17 @@ NAME = "xcache"
 DISK_LOW, DISK_HIGH = 0.90, 0.95   # fractions of the filesystem the cache leaves to everything else
 BASELINE, NOMINAL = 0.70, 0.85     # of the cache size
 INSTALL_HINT = "install it with: apt-get install xrootd-server xrootd-server-plugins xrootd-client"
+
+
+def xrootd_missing(ctx: Context) -> str | None:
+    """Why the xrootd server cannot run, in words (a wrong [xcache] xrootd path is not a missing package);
+    None when it can."""
+    if ctx.xrootd:
+        return None
+    configured = ctx.facility.xcache.xrootd
+    if "/" in configured:
+        return f"[xcache] xrootd = {configured!r} is not an executable file; point it at xrootd, or leave it out"
+    return f"xrootd is not installed; {INSTALL_HINT}"
 TLS_FILES = ("server.pem", "server-key.pem", "ca.pem")  # xrootd's own copies of the facility's
 
 
@@ -132,10 +143,10 @@ def render(ctx: Context) -> list[ServiceSpec]:
              *((("XDG_CACHE_HOME", str(cache_home(ctx))),) if ctx.facility.auth.enabled else ())),
         health=HealthCheck("xrootd", host="127.0.0.1", port=p),
         urls=(("root", f"root://{ctx.bind}:{p}/"),
-              ("origin", ctx.facility.xcache.origin or f"root://localhost:{port(ctx.base, 'origin')}")),
+              ("origin", ctx.facility.xcache.origin or f"root://{ctx.bind}:{port(ctx.base, 'origin')}")),
         primary="root", links=(("xcache", "root"),),
         state_dirs=(str(ctx.xrootd_dir), str(admin_dir(ctx))),
         volumes=(Volume("cache", str(ctx.cache_dir), ctx.cache_size),),
         files=files(ctx), image_role="xrootd", run_as=ctx.xrootd_user or "",
-        unavailable=None if ctx.xrootd else f"xrootd is not installed; {INSTALL_HINT}",
+        unavailable=xrootd_missing(ctx),
     )]

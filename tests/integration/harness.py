@@ -82,6 +82,7 @@ def isolated_env(base: Path, port_base: int) -> dict:
     env.update(XDG_STATE_HOME=str(base / "state"), XDG_CACHE_HOME=str(base / "cache"),
                XDG_RUNTIME_DIR=str(base / "runtime"), AFBOX_TEST_PORT_BASE=str(port_base))
     env.pop("AFBOX_SCHEDULER", None)
+    env.pop("AFBOX_FACILITY", None)  # commands would act on it (as inside a facility's JupyterLab)
     return env
 
 

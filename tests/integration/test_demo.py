@@ -107,7 +107,7 @@ def test_cache_purge_asks_first_and_the_data_comes_back(fac):
     assert list(cache.rglob("*.root"))
     no = subprocess.run([str(Path(sys.executable).parent / "afbox"), "cache", "purge"], input="n\n", env=env,
                         capture_output=True, text=True, timeout=60)
-    assert no.returncode == 1 and "Aborted" in no.stderr
+    assert no.returncode == 1 and "aborted: the question was answered no" in no.stderr
     assert list(cache.rglob("*.root"))  # nothing deleted without a yes
     yes = afbox("cache", "purge", "--yes", env=env).stdout
     assert "purged" in yes and not list(cache.rglob("*.root"))

@@ -48,8 +48,11 @@ def fac():
     up, up_s = timed("up", "--profile", "ci", "--port-base", str(PORT_BASE), "--workdir", str(base / "work"), env=env)
     before = status(env, NAME)
     afbox("demo", "data", "--events", "2000", "--files", "1", env=env)
+    scaled = afbox("scale", "--workers", "3", env=env)  # a named cluster after scale once crashed (null clusters)
     cl, cluster_s = timed("cluster", "up", "--env", ENV, "--workers", "2", env=env)
+    scaled_back = afbox("scale", "--workers", "2", env=env)
     info = dict(env=env, base=base, created=created, again=again, before=before, cluster=cl,
+                scaled=(scaled, scaled_back),
                 times={"env_build": build_s, "env_reuse": reuse_s, "facility_up": up_s, "cluster_up": cluster_s})
     yield info
     afbox("down", "--name", NAME, env=env, check=False)
@@ -91,6 +94,15 @@ def test_unsatisfiable_requirements_fail_with_the_resolver_message_and_leave_not
     assert "distributed==2024.1.0 depends on dask==2024.1.0" in p.stderr
     assert sorted(p.name for p in root.iterdir()) == before
     assert not (root / "names" / "bad.json").exists()
+
+
+def test_a_named_cluster_comes_up_after_scale_and_stays_through_one(fac):
+    up, back = fac["scaled"]
+    assert "dask workers: 2 -> 3" in up.stdout and "dask workers: 3 -> 2" in back.stdout
+    assert "cluster-old" not in back.stdout  # scaling the default cluster leaves the named one alone
+    rows = {r["name"]: r for r in json.loads(afbox("cluster", "list", "--json", env=fac["env"]).stdout)}
+    assert rows["old"]["workers"] == rows["old"]["wanted"] == 2 and rows["default"]["wanted"] == 2
+    assert set(status(fac["env"], NAME)["clusters"]) == {"old"}
 
 
 def test_named_cluster_runs_the_pinned_stack_and_computes(fac):
@@ -228,6 +240,7 @@ def test_env_rm_refuses_while_the_cluster_runs_then_cluster_down_and_rm(fac):
     p = afbox("env", "rm", ENV, env=env, check=False)
     assert p.returncode == 1 and "error: environment 'old' is in use" in p.stderr
     assert "cluster 'old' of facility 'ci'" in p.stderr
+    assert "process " not in p.stderr  # the cluster's own processes are that line, not bare pids
     afbox("cluster", "down", ENV, env=env)
     st = status(env, NAME)
     assert not [s for s in st["services"] if s["name"].startswith("cluster-old")] and st["clusters"] == {}

@@ -7,6 +7,7 @@ from afbox import gpu
 from afbox.gpu import nvsmi as gpu_nvsmi
 from afbox.errors import AfboxError
 from afbox.run import run, which
+from afbox.services.dask import gpu_env
 
 
 class NoNvml:
@@ -59,3 +60,14 @@ def test_live_samples_every_gpu(listed):
     stats = gpu.live(report, timeout=30)
     assert sorted(stats.memory_used) == [g.index for g in report.gpus]
     assert all(used is None or used >= 0 for used in stats.memory_used.values())
+
+
+def test_each_device_gets_a_worker_pinned_by_its_listed_uuid(listed):
+    """What `afbox up` would give each GPU worker, against the UUIDs nvidia-smi -L prints."""
+    report = gpu.detect(env={}, timeout=30)
+    by_gpu = {e.index: e for e in listed}
+    expected: list[str] = []
+    for g in report.gpus:
+        e = by_gpu[g.index]
+        expected += [m.uuid for m in e.migs] if g.mig_mode == "enabled" else [e.uuid]
+    assert [dict(gpu_env(d)) for d in report.devices({})] == [{"CUDA_VISIBLE_DEVICES": u} for u in expected]

@@ -34,9 +34,20 @@ def test_parse_percent(text, expected):
     ("NVIDIA GeForce RTX 4090", "8.9"), ("NVIDIA RTX 6000 Ada Generation", "8.9"), ("Quadro RTX 6000", "7.5"),
     ("NVIDIA RTX A6000", "8.6"), ("NVIDIA L4", "8.9"), ("NVIDIA L40S", "8.9"), ("Tesla P100-PCIE-16GB", "6.0"),
     ("NVIDIA B200", "10.0"), ("Some Future GPU", None),
+    # product names as recorded captures spell them (see tests/fixtures/gpu/README.md)
+    ("Quadro P2000", "6.1"), ("Quadro P400", "6.1"), ("GRID P4-1Q", "6.1"), ("NVIDIA GeForce GT 1030", "6.1"),
+    ("GeForce GTX 1070 Ti", "6.1"), ("Tesla V100S-PCIE-32GB", "7.0"), ("NVIDIA RTX 4000 SFF Ada Generation", "8.9"),
+    ("NVIDIA RTX PRO 6000 Blackwell Max-Q Workstation Edition", "12.0"), ("NVIDIA GeForce RTX 2080", "7.5"),
+    ("GeForce GTX TITAN X", None),  # Maxwell, 5.2: not known, rather than wrong
 ])
 def test_compute_capability_from_product_name(model, cc):
     assert gpu_nvsmi.compute_capability(model) == cc
+
+
+def test_compute_capability_from_an_architecture_with_one():
+    assert gpu_nvsmi.compute_capability("Graphics Device", "Turing") == "7.5"
+    assert gpu_nvsmi.compute_capability("Graphics Device", "Ampere") is None  # 8.0 or 8.6
+    assert gpu_nvsmi.compute_capability("Graphics Device") is None
 
 
 def test_parse_xml_reads_every_gpu_in_index_order():
@@ -93,11 +104,11 @@ def test_rocm_cards_sort_numerically_and_tolerate_noise():
     assert gpus[0].memory_total is None and gpus[0].uuid is None and gpus[0].driver is None
 
 
-def test_rocm_model_falls_back_to_sku_and_device_id():
+def test_rocm_model_falls_back_to_the_sku_never_to_a_pci_id():
     (g,) = gpu_rocm.parse(json.dumps({"card0": {"Card Series": "N/A", "Card SKU": "D65209"}}))
-    assert g.model == "D65209"
+    assert g.model == "AMD GPU D65209"
     (g,) = gpu_rocm.parse(json.dumps({"card0": {"Card Model": "0x740c"}}))
-    assert g.model == "0x740c"
+    assert g.model == "AMD GPU"
 
 
 def test_rocm_unique_id_becomes_the_uuid_rocr_accepts():
@@ -140,3 +151,36 @@ def test_sysfs_falls_back_to_drm_when_the_pci_bus_is_hidden(tmp_path):
     (card / "class").write_text("0x030200\n")
     (gpu,) = gpu_sysfs.scan(str(tmp_path))
     assert (gpu.address, gpu.vendor) == ("card1", "nvidia")
+
+
+@pytest.mark.parametrize("capture, profiles", [
+    ("h100-mig-590", ["3g.40gb", "2g.20gb", "1g.10gb", "1g.10gb"]),
+    ("h200-mig-590", ["1c.3g.71gb", "2c.3g.71gb", "2g.35gb", "1g.18gb", "1g.18gb"]),  # CIs sharing a GI
+])
+def test_parse_list_of_real_mig_hosts(capture, profiles):
+    (gpu,) = gpu_nvsmi.parse_list((FIXTURES / f"{capture}.L.txt").read_text())
+    assert [(m.index, m.profile) for m in gpu.migs] == list(enumerate(profiles))
+    assert all(m.uuid.startswith("MIG-") for m in gpu.migs) and gpu.uuid.startswith("GPU-")
+
+
+@pytest.mark.parametrize("capture, model, gfx, uuid, rocr_index", [
+    # ROCm <= 6.0 spells "Card series"; 4.3 puts the vendor id there; 6.1 adds Node ID and GFX Version
+    ("mi100x6-rocm571", "Arcturus GL-XL [Instinct MI100]", None, None, None),
+    ("mi100x4-rocm602", "Arcturus GL-XL [Instinct MI100]", None, "GPU-79ccd55167a2124a", None),
+    ("rx6700xt-rocm430", "AMD GPU 67XA6S", None, None, 0),
+    ("rx6700xt-rocm612", "Navi 22 [Radeon RX 6700/6700 XT / 6800M]", "gfx1031", None, 0),
+    ("vega10-xt", "AMD GPU D05101", None, "GPU-02150e7d042a1124", 0),
+])
+def test_rocm_smi_spellings_across_versions(capture, model, gfx, uuid, rocr_index):
+    first = gpu_rocm.parse((FIXTURES / f"{capture}.json").read_text())[0]
+    assert (first.model, first.compute_capability, first.uuid, first.rocr_index) == (model, gfx, uuid, rocr_index)
+
+
+def test_kfd_topology_of_a_real_mi210_host_is_not_in_pci_order():
+    kfd = gpu_sysfs.kfd_gpus(str(FIXTURES / "sysfs-kfd-mi210x8"))
+    assert [k.node for k in kfd] == list(range(2, 10))  # nodes 0 and 1 are the CPUs
+    buses = [k.address[5:7] for k in kfd]
+    assert buses == ["63", "43", "03", "26", "e3", "c3", "83", "a3"]
+    assert buses != sorted(buses)  # rocm-smi numbers its cards in this sorted order since ROCm 6.0
+    assert {k.gfx for k in kfd} == {"gfx90a"} and all(k.unique_id and k.usable for k in kfd)
+    assert kfd[0].render_node == "/dev/dri/renderD128"

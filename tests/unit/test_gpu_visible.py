@@ -74,12 +74,24 @@ def test_container_runtime_list_then_cuda_indexes_into_it(a100):
     assert labels(a100, NVIDIA_VISIBLE_DEVICES="0:1,1:0") == ["gpu-0-mig-1", "gpu-1-mig-0"]
 
 
-def test_global_lists_name_gpus_by_minor_number(a100):
-    # Inside a cgroup NVML numbers the visible GPUs from 0, but /dev/nvidiaN keeps the host's N.
-    hidden = [dataclasses.replace(g, index=i) for i, g in enumerate(a100[4:])]  # minors 4-7, indices 0-3
-    assert labels(hidden, SLURM_JOB_GPUS="6,7") == ["gpu-2", "gpu-3"]
-    assert labels(hidden, NVIDIA_VISIBLE_DEVICES="4") == ["gpu-0"]
-    assert labels(hidden, CUDA_VISIBLE_DEVICES="2") == ["gpu-2"]
+def test_global_lists_count_nvidia_smi_indices_not_minor_numbers(a100):
+    swapped = [dataclasses.replace(g, minor=7 - g.index) for g in a100]
+    assert labels(swapped, SLURM_JOB_GPUS="6,7") == ["gpu-6", "gpu-7"]
+    assert labels(swapped, NVIDIA_VISIBLE_DEVICES="2") == ["gpu-2"]
+
+
+def test_global_lists_already_applied_leave_every_gpu_seen(a100):
+    # a device cgroup or container runtime kept host GPUs 4-7; NVML numbers them 0-3
+    hidden = [dataclasses.replace(g, index=i) for i, g in enumerate(a100[4:])]
+    assert labels(hidden, SLURM_JOB_GPUS="4-7") == ["gpu-0", "gpu-1", "gpu-2", "gpu-3"]
+    assert labels(hidden, NVIDIA_VISIBLE_DEVICES="7,6,5,4") == ["gpu-0", "gpu-1", "gpu-2", "gpu-3"]
+    assert labels(hidden, NVIDIA_VISIBLE_DEVICES="4,5,6,7", CUDA_VISIBLE_DEVICES="2") == ["gpu-2"]
+    assert labels(hidden, NVIDIA_VISIBLE_DEVICES=a100[5].uuid) == ["gpu-1"]  # UUIDs need no guessing
+
+
+def test_pci_bus_ids_in_the_container_runtime_list(a100):
+    assert labels(a100, NVIDIA_VISIBLE_DEVICES="0:47:00.0,00000000:4e:00.0") == ["gpu-2", "gpu-3"]
+    assert labels(a100, CUDA_VISIBLE_DEVICES="00000000:47:00.0") == []  # CUDA takes no bus IDs
 
 
 def test_slurm_lists(a100):
@@ -94,6 +106,7 @@ def test_amd_visibility(mi250x):
     assert len(labels(mi250x)) == 8
     assert labels(mi250x, ROCR_VISIBLE_DEVICES="2,3", HIP_VISIBLE_DEVICES="1") == ["gpu-3"]
     assert labels(mi250x, ROCR_VISIBLE_DEVICES=mi250x[5].uuid) == ["gpu-5"]
+    assert labels(mi250x, ROCR_VISIBLE_DEVICES=mi250x[5].uuid.upper()[:12]) == ["gpu-5"]  # ROCr upper-cases both
     assert labels(mi250x, CUDA_VISIBLE_DEVICES="6") == ["gpu-6"]  # HIP honours it too
     assert labels(mi250x, HIP_VISIBLE_DEVICES="0", CUDA_VISIBLE_DEVICES="6") == ["gpu-0"]
     assert len(labels(mi250x, NVIDIA_VISIBLE_DEVICES="none")) == 8  # not an AMD variable

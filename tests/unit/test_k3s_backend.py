@@ -1,12 +1,17 @@
 """The k3s backend against a fake `k3s` (tests/fakebin/k3s) that records every call and answers
 with recorded output: the exact calls for up, scale, down, join and an air-gap install, and the
 errors a user meets (no k3s, node not Ready, a pod in CrashLoopBackOff)."""
+import base64
+import hashlib
+import io
 import json
 import os
 import shutil
+import tarfile
 from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from afbox import record
@@ -26,8 +31,10 @@ NS, SEL = "afbox-edge", "afbox.io/facility=edge"
 GET_NODES = ["kubectl", "get", "nodes", "-o", "json"]
 APPLY = ["kubectl", "apply", "--server-side", "--field-manager=afbox", "--force-conflicts", "-f", "-"]
 RUNNING = ["kubectl", "get", "deployments,statefulsets", "-n", NS, "-l", SEL, "-o", "name"]
-DELETE = ["kubectl", "delete", "deployments,statefulsets,services,configmaps,secrets,ingresses,networkpolicies",
-          "-n", NS, "-l", SEL, "--ignore-not-found", "--wait=true", "--timeout=120s"]
+DELETE = [["kubectl", "delete", kinds, "-n", NS, "-l", SEL, "--ignore-not-found", "--wait=true", "--timeout=120s"]
+          for kinds in ("daskclusters.gateway.dask.org",
+                        "deployments,statefulsets,services,configmaps,secrets,ingresses,networkpolicies,"
+                        "serviceaccounts,roles,rolebindings,ingressroutes.traefik.io")]
 
 
 def rollout(kind, name, timeout=300):
@@ -70,9 +77,8 @@ def env(tmp_path, monkeypatch):
 
 def workloads(fac):
     """deployment/statefulset names in the order the facility's services come (one per worker group)."""
-    from afbox.backends.k3s import manifests as k8s
-    _, ctx, specs = lifecycle.placed(fac)
-    objs = k8s.render(ctx, specs)
+    be, ctx, specs = lifecycle.placed(fac)
+    objs = be.objects(ctx, specs)
     return [(o["kind"].lower(), o["metadata"]["name"]) for o in objs
             if o["kind"] in ("Deployment", "StatefulSet") and o["metadata"].get("namespace") == NS]
 
@@ -110,7 +116,7 @@ def test_up_scale_down_make_exactly_these_calls(env):
 
     env.reset()
     list(lifecycle.down("edge"))
-    assert env.calls() == [DELETE]
+    assert env.calls() == DELETE
     assert record.read(FacilityState("edge")) is None
     assert not K3sBackend(FacilityState("edge")).running()
 
@@ -136,9 +142,9 @@ def test_crashloop_names_the_pod_and_shows_its_last_lines(env, monkeypatch):
     assert e.service == "jupyter" and "pod jupyter-7c9d8b6f5-x2x7k is in CrashLoopBackOff" in e.reason
     assert any("TraitError: No such directory" in line for line in e.log_tail)
     calls = env.calls()
-    assert calls[-3:] == [["kubectl", "get", "pods", "-n", NS, "-l", f"{SEL},app.kubernetes.io/name=jupyter", "-o", "json"],
+    assert calls[-4:] == [["kubectl", "get", "pods", "-n", NS, "-l", f"{SEL},app.kubernetes.io/name=jupyter", "-o", "json"],
                           ["kubectl", "logs", "jupyter-7c9d8b6f5-x2x7k", "-n", NS, "-c", "jupyter", "--tail=20", "--previous"],
-                          DELETE]  # what this up started is removed again; volumes stay
+                          *DELETE]  # what this up started is removed again; volumes stay
     assert rollout("deployment", "jupyter") in calls
 
 
@@ -165,11 +171,76 @@ def test_dry_run_writes_manifests_without_a_cluster_or_a_key(env):
     r = CliRunner().invoke(main, ["up", "-p", "k3s-edge", "--dry-run", "-o", str(out), "--gpus", "0"])
     assert r.exit_code == 0, r.output
     files = sorted(p.name for p in out.iterdir())
-    assert files[0] == "00-namespace-afbox-edge.yaml" and "08-configmap-config.yaml" in files
+    assert files[0] == "00-namespace-afbox-edge.yaml" and any(f.endswith("-configmap-config.yaml") for f in files)
     assert not any("PRIVATE KEY" in (out / f).read_text() for f in files)
     assert env.calls() == []
     r = CliRunner().invoke(main, ["up", "-p", "k3s-edge", "--dry-run", "--gpus", "0"])
     assert r.output.startswith("---\napiVersion: v1\nkind: Namespace")
+
+
+def test_dry_run_is_what_up_applies_with_the_secret_values_blanked(env):
+    """Nothing but the values differs: the hashed CA file X509_CERT_DIR points at, each pod's own
+    certificate, the token Secrets are there in both."""
+    from afbox.backends.k3s import manifests as k8s
+    work = str(env.path / "work")
+    r = CliRunner().invoke(main, ["up", "-p", "k3s-edge", "--dry-run", "--gpus", "0", "--workdir", work])
+    assert r.exit_code == 0, r.output
+    list(lifecycle.up(env.facility()))
+    applied = env.calls(stdin=True)[2]["stdin"]
+    assert "PRIVATE KEY" in base64.b64decode(_secret(applied, "xcache-tls")["data"]["tls.key"]).decode()
+    assert r.output == k8s.dump(k8s.blank(list(yaml.safe_load_all(applied))))
+    dry = {(o["kind"], o["metadata"]["name"]): o for o in yaml.safe_load_all(r.output)}
+    assert any(k.startswith("ca-hashed_") for k in dry[("Secret", "identity")]["data"])
+    assert set(dry[("Secret", "identity")]["data"].values()) == {""}
+
+
+def _secret(text, name):
+    return next(o for o in yaml.safe_load_all(text) if o["kind"] == "Secret" and o["metadata"]["name"] == name)
+
+
+def test_an_air_gap_set_is_placed_for_every_start_and_pins_each_image(env, monkeypatch, tmp_path):
+    """Each image the pods run is in the set and named by its digest there; the set goes where k3s
+    imports it whenever a node starts, and is imported now."""
+    images = tmp_path / "images"
+    images.mkdir()
+    fac = env.facility(k3s={"images_dir": str(images)})
+    digests = {}
+    digests[fac.k3s.analysis_image] = oci_archive(images / "image0.tar", fac.k3s.analysis_image)
+    data = tmp_path / "rancher"
+    monkeypatch.setattr("afbox.backends.k3s.backend.data_dir", lambda: data)
+    with pytest.raises(AfboxError) as err:  # the XCache's image (and the gateway's proxy) not in the set yet
+        list(lifecycle.up(fac))
+    assert "ghcr.io/afbox/xcache:0.1.0" in err.value.message and "oci-archive" in err.value.hint
+    env.reset()
+    digests[fac.k3s.xcache_image] = oci_archive(images / "image1.tar", fac.k3s.xcache_image)
+    with pytest.raises(AfboxError) as err:  # nor the Dask gateway's proxy
+        list(lifecycle.up(fac))
+    assert "lacks docker.io/rancher/mirrored-library-traefik:2.11.18" in err.value.message
+    env.reset()
+    digests[fac.k3s.gateway_proxy_image] = oci_archive(images / "proxy.tar", fac.k3s.gateway_proxy_image)
+    list(lifecycle.up(fac))
+    assert sorted(p.name for p in (data / "agent" / "images").iterdir()) == ["image0.tar", "image1.tar", "proxy.tar"]
+    calls = env.calls()
+    assert [c for c in calls if c[0] == "ctr"] == [["ctr", "images", "import", str(images / n)]
+                                                   for n in ("image0.tar", "image1.tar", "proxy.tar")]
+    applied = env.calls(stdin=True)[[c[0] for c in calls].index("kubectl", 2)]["stdin"]
+    for ref, digest in digests.items():
+        assert f"image: {ref}@{digest}" in applied
+    assert "image: ghcr.io/afbox/analysis:0.1.0\n" not in applied
+
+
+def oci_archive(path: Path, ref: str) -> str:
+    """A tarball as `podman save --format oci-archive` writes it: index.json naming the image."""
+    digest = "sha256:" + hashlib.sha256(ref.encode()).hexdigest()
+    index = {"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                                                "digest": digest, "size": 1,
+                                                "annotations": {"org.opencontainers.image.ref.name": ref}}]}
+    data = json.dumps(index).encode()
+    with tarfile.open(path, "w") as tar:
+        info = tarfile.TarInfo("index.json")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return digest
 
 
 @pytest.fixture
@@ -218,10 +289,17 @@ def test_join_passes_the_token_by_path_only(env, bundle):
     token = env.path / "node-token"
     token.write_text("K10abc::server:s3cr3t\n")
     token.chmod(0o600)
+    facility_images = env.path / "air-gap"
+    facility_images.mkdir()
+    oci_archive(facility_images / "analysis.tar", "ghcr.io/afbox/analysis:0.1.0")
+    oci_archive(bundle / "k8s-device-plugin.tar", "nvcr.io/nvidia/k8s-device-plugin:v0.17.0")
     args = ["join", "--server", "https://10.0.0.5:6443", "--token-file", str(token), "--bundle", str(bundle),
-            "--bin-dir", str(env.path / "b"), "--data-dir", str(env.path / "d")]
+            "--bin-dir", str(env.path / "b"), "--data-dir", str(env.path / "d"), "--images", str(facility_images)]
     r = CliRunner().invoke(main, args)
     assert r.exit_code == 0, r.output
+    # the new node imports k3s' images, the bundle's others and the facility's when its agent starts
+    assert sorted(p.name for p in (env.path / "d" / "agent" / "images").iterdir()) == [
+        "analysis.tar", "k3s-airgap-images-amd64.tar.zst", "k8s-device-plugin.tar"]
     rows = env.calls(stdin=True)
     assert rows == [{"argv": ["install.sh"], "env": {
         "INSTALL_K3S_SKIP_DOWNLOAD": "true", "INSTALL_K3S_BIN_DIR": str(env.path / "b"),
@@ -248,3 +326,22 @@ def test_the_fake_refuses_argv_afbox_never_sends(env):
     with pytest.raises(CommandError) as err:
         run(["k3s", "kubectl", "apply", "-f", "-"], input="kind: X\n")
     assert err.value.code == 2
+
+
+def test_the_retire_hook_hands_a_workers_data_to_the_others_before_it_stops():
+    """The preStop hook of the worker pods, against a real scheduler and two workers in this process."""
+    import asyncio
+
+    from distributed import Client, Scheduler, Worker
+
+    from afbox.backends.k3s.retire import retire
+
+    async def main():
+        async with Scheduler(protocol="inproc", dashboard_address=":0") as s, \
+                Worker(s.address, name="dask-worker-7b9c5d8f6-wx8rp") as w1, Worker(s.address, name="other") as w2:
+            async with Client(s.address, asynchronous=True) as c:
+                [fut] = await c.scatter([41], workers=[w1.address])
+                assert await retire(s.address, "dask-worker-7b9c5d8f6-wx8rp", 30) == [w1.address]
+                assert list(s.workers) == [w2.address] and await fut == 41  # the data moved, not lost
+                assert await retire(s.address, "gone", 30) == []
+    asyncio.run(main())

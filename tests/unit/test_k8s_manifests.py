@@ -1,6 +1,9 @@
 """The facility as Kubernetes objects: golden files, strict schema validation, and the properties a
 site admin relies on (private namespace, least-privilege secrets, one worker Deployment, GPUs)."""
+import ast
+import hashlib
 import os
+import re
 from pathlib import Path
 
 import kubernetes_validate
@@ -11,6 +14,8 @@ from afbox import services
 from afbox.backends.k3s import manifests as k8s
 from afbox.facility import load
 from afbox.gpu.model import Device
+from afbox.backends.k3s.manifests import secrets
+from afbox.backends.k3s.manifests.images import normalized
 from afbox.backends.k3s.manifests.render import Filled
 from afbox.services.context import Context
 from afbox.services.sizing import DaskSize
@@ -24,10 +29,30 @@ A100 = [Device(f"gpu-{i}", f"GPU-4b1f6c2e-9d3a-4e7f-8a5b-0c1d2e3f4a5{i}", "NVIDI
         for i in range(2)]
 
 
+def placed(c: Context):
+    return k8s.in_pods(k8s.pod_context(c), services.render(k8s.pod_context(c)))
+
+
+def stand_in(c: Context, specs, content: bytes = b"", digests: bool = True) -> Filled:
+    """What `afbox up` reads and makes, with these bytes as every file: the names are the real ones
+    (the CA's hash aside), each image pinned as an air-gap set pins it."""
+    ns = k8s.namespace_name(c.facility)
+    ident = ("ca.pem", "dask.pem", "dask-key.pem", "public-keys.json", "signing-key.pem", "ca-hashed/1a2b3c4d.0")
+    found = {"identity": dict.fromkeys(ident, content), "data-token": {"tokens/data.token": content},
+             "jupyter-token": {"jupyter_token": content}, "ingress-tls": {"tls.crt": content, "tls.key": content}}
+    for w in secrets.server_workloads(specs):
+        found[secrets.server_secret(w)] = {"tls.crt": content, "tls.key": content}
+    k = c.facility.k3s
+    images = (k.analysis_image, k.xcache_image, k.device_plugin_image, k.gateway_proxy_image)
+    pins = {normalized(i): "sha256:" + hashlib.sha256(i.encode()).hexdigest() for i in images} if digests else {}
+    return Filled(found, digests=pins)
+
+
 def render(case: str, filled: Filled | None = None) -> list[dict]:
     """The case's objects, from its services placed in pods."""
     c = ctx(case)
-    return k8s.render(c, k8s.in_pods(k8s.pod_context(c), services.render(k8s.pod_context(c))), filled)
+    specs = placed(c)
+    return k8s.render(c, specs, filled or stand_in(c, specs))
 
 
 def ctx(case: str) -> Context:
@@ -62,9 +87,9 @@ def container(obj):
 
 @pytest.mark.parametrize("case", ["laptop", "gpu", "masterclass"])
 def test_manifests_match_golden_and_validate_strictly(case):
-    objs = render(case)
+    objs = k8s.blank(render(case))
     text = k8s.dump(objs)
-    assert text == k8s.dump(render(case))  # deterministic
+    assert text == k8s.dump(k8s.blank(render(case)))  # deterministic
     golden = GOLDEN / f"{case}.yaml"
     if os.environ.get("AFBOX_UPDATE_GOLDEN") == "1":
         golden.write_text(text)
@@ -72,6 +97,8 @@ def test_manifests_match_golden_and_validate_strictly(case):
     assert text == golden.read_text(), f"{case}: manifests differ from {golden} (AFBOX_UPDATE_GOLDEN=1 rewrites it)"
     errors = []
     for obj in yaml.safe_load_all(text):
+        if obj["apiVersion"].startswith("traefik.io/"):  # Traefik's own kinds: no schema here (see the gateway test)
+            continue
         for version in VERSIONS:
             try:
                 kubernetes_validate.validate(obj, version, strict=True)
@@ -97,7 +124,12 @@ def test_workers_are_one_deployment_named_after_their_pods():
     assert argv[argv.index("--name") + 1] == "$(POD_NAME)" and argv[argv.index("--host") + 1] == "$(POD_IP)"
     assert argv[2] == "tls://dask-scheduler.afbox-masterclass.svc:8786"
     res = container(workers)["resources"]
-    assert res == {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "1Gi"}}
+    # requests = limits: the workers are sized by Dask, never throttled below it nor evicted first
+    assert res == {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
+    hook = container(workers)["lifecycle"]["preStop"]["exec"]["command"]
+    assert hook == ["/opt/afbox/venv/bin/python", "-m", "afbox.backends.k3s.retire",
+                    "tls://dask-scheduler.afbox-masterclass.svc:8786", "120"]
+    assert workers["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > 120
     assert {e["name"] for e in container(workers)["env"]} >= {"POD_NAME", "POD_IP"}
 
 
@@ -113,46 +145,56 @@ def test_no_host_address_or_host_path_reaches_a_pod():
 def test_namespace_is_private_except_the_ingress():
     objs = render("laptop")
     pols = {p["metadata"]["name"]: p["spec"] for p in by(objs, "NetworkPolicy")}
-    assert pols["default-deny-ingress"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
-    traefik = pols["allow-ingress-controller"]
-    assert traefik["podSelector"]["matchExpressions"][0]["values"] == ["dask-scheduler", "jupyter"]
-    assert [p["port"] for p in traefik["ingress"][0]["ports"]] == [8787, 8788]
+    assert pols["default-deny"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+    workloads = by(objs, "Deployment") + by(objs, "StatefulSet")
+    # one per component, and one for the pods the gateway starts
+    assert set(pols) == {"default-deny", "gateway-clusters"} | {w["metadata"]["name"] for w in workloads}
+    traefik = {w: [r["ports"] for r in p["ingress"] if "namespaceSelector" in r["from"][0]]
+               for w, p in pols.items() if p.get("ingress")}
+    assert {w: [[x["port"] for x in ports] for ports in rules] for w, rules in traefik.items() if rules} == {
+        "dask-scheduler": [[8787]], "jupyter": [[8788]]}
     ing = by(objs, "Ingress", "afbox")
     assert [(r["host"], r["http"]["paths"][0]["backend"]["service"]["name"]) for r in ing["spec"]["rules"]] == [
         ("afbox.localhost", "jupyter"), ("dask.afbox.localhost", "dask-scheduler")]
     assert ing["spec"]["tls"][0]["secretName"] == "ingress-tls"
     assert by(objs, "Namespace")[0]["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
-    for w in by(objs, "Deployment") + by(objs, "StatefulSet"):
+    for w in workloads:
         pod = w["spec"]["template"]["spec"]
-        assert pod["securityContext"]["runAsNonRoot"] and pod["automountServiceAccountToken"] is False
-        assert all(c["securityContext"]["capabilities"]["drop"] == ["ALL"] for c in pod["containers"])
+        api = w["metadata"]["name"] in ("gateway", "gateway-controller")  # dask-gateway's Kubernetes backend
+        assert pod["securityContext"]["runAsNonRoot"] and pod["automountServiceAccountToken"] is api
+        for c in pod["containers"] + pod.get("initContainers", []):
+            assert c["securityContext"]["capabilities"]["drop"] == ["ALL"]
+            assert c["securityContext"]["readOnlyRootFilesystem"] is True
+            assert c["resources"]["requests"]["memory"], c["name"]  # none is evicted first for asking nothing
+        assert all(c["livenessProbe"] and c["readinessProbe"] for c in pod["containers"])
 
 
-def test_dry_run_secrets_are_empty_and_filled_ones_reach_only_who_needs_them():
-    objs = render("laptop")
-    for s in by(objs, "Secret"):
+def test_secrets_reach_only_the_pods_that_name_them():
+    c = ctx("laptop")
+    specs = placed(c)
+    filled = stand_in(c, specs, b"x")
+    objs = k8s.render(c, specs, filled)
+    assert by(objs, "Secret", "identity")["data"]["signing-key.pem"] == "eA=="
+    for s in by(k8s.blank(objs), "Secret"):
         assert set(s["data"].values()) == {""}, s["metadata"]["name"]
-    files = {"identity": {"ca.pem": b"CA", "dask.pem": b"C", "dask-key.pem": b"K", "server.pem": b"S",
-                          "server-key.pem": b"SK", "signing-key.pem": b"SIGN", "ca-hashed/1a2b3c4d.0": b"CA",
-                          "public-keys.json": b"[]"},
-             "jupyter-token": {"jupyter_token": b"tok"}, "data-token": {"tokens/data.token": b"jwt"},
-             "ingress-tls": {"tls.crt": b"c", "tls.key": b"k"}}
-    keycache = "/etc/afbox/xrootd/cache/scitokens/scitokens_cpp.sqllite"
-    objs = render("laptop", Filled(files, fills={keycache: b"SQLite format 3\0"}))
-    assert by(objs, "Secret", "identity")["data"]["signing-key.pem"] == "U0lHTg=="
-    assert by(objs, "ConfigMap", "fills")["binaryData"]["scitokens_cpp.sqllite"]
 
     def items(name):
-        vols = by(objs, "Deployment", name)["spec"]["template"]["spec"]["volumes"]
-        srcs = next(v["projected"]["sources"] for v in vols if v["name"] == "secrets")
-        return {i["path"] for s in srcs for i in s["secret"]["items"]}
+        pod = next(w for w in by(objs, "Deployment") + by(objs, "StatefulSet") if w["metadata"]["name"] == name)
+        vols = pod["spec"]["template"]["spec"]["volumes"]
+        srcs = next(v["projected"]["sources"] for v in vols if v["name"] == "source")
+        return {f"{s['secret']['name']}/{i['key']}" for s in srcs if "secret" in s for i in s["secret"]["items"]}
     # token checks (Jupyter, gateway, dashboards) read the public keys; only the issuer signs
     assert items("dask-worker") == {"identity/ca.pem", "identity/dask.pem", "identity/dask-key.pem",
-                                    "identity/ca-hashed/1a2b3c4d.0", "tokens/data.token", "identity/public-keys.json"}
-    assert "identity/public-keys.json" in items("jupyter") and "jupyter_token" in items("jupyter")
+                                    "identity/ca-hashed_1a2b3c4d.0", "data-token/tokens_data.token",
+                                    "identity/public-keys.json"}
+    assert "identity/public-keys.json" in items("jupyter") and "jupyter-token/jupyter_token" in items("jupyter")
     assert "identity/signing-key.pem" not in items("jupyter")
-    assert "identity/signing-key.pem" in items("issuer")
-    assert "jupyter_token" not in items("dask-scheduler") and "identity/signing-key.pem" not in items("dask-scheduler")
+    # the issuer names its identity dir: the identity's own files and its own certificate, not the Dask key
+    assert items("issuer") == {"identity/ca.pem", "identity/public-keys.json", "identity/signing-key.pem",
+                               "issuer-tls/tls.crt", "issuer-tls/tls.key", "data-token/tokens_data.token"}
+    assert items("xcache") == {"identity/ca.pem", "xcache-tls/tls.crt", "xcache-tls/tls.key"}
+    assert "jupyter-token/jupyter_token" not in items("dask-scheduler")
+    assert "identity/signing-key.pem" not in items("dask-scheduler")
 
 
 def test_gpu_workers_request_the_device_through_the_plugin():
@@ -162,6 +204,12 @@ def test_gpu_workers_request_the_device_through_the_plugin():
     assert plugin["metadata"]["namespace"] == "kube-system"
     gpu = by(objs, "Deployment", "dask-gpu")
     assert gpu["spec"]["replicas"] == 2 and gpu["spec"]["template"]["spec"]["runtimeClassName"] == "nvidia"
+    # GPU nodes are usually tainted so that only pods asking for a GPU land there
+    assert gpu["spec"]["template"]["spec"]["tolerations"] == [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert "tolerations" not in by(objs, "Deployment", "dask-worker")["spec"]["template"]["spec"]
+    # the plugin comes from the air-gap set like every other image
+    assert "@sha256:" in plugin["spec"]["template"]["spec"]["containers"][0]["image"]
     c = container(gpu)
     assert c["resources"]["limits"]["nvidia.com/gpu"] == 1
     assert "CUDA_VISIBLE_DEVICES" not in {e["name"] for e in c["env"]}  # the plugin picks the device
@@ -193,3 +241,35 @@ def test_file_names_sort_in_apply_order():
     objs = render("laptop")
     names = [k8s.file_name(i, o) for i, o in enumerate(objs)]
     assert names == sorted(names) and names[0] == "00-namespace-afbox-edge.yaml"
+
+
+def test_the_gateway_starts_each_cluster_as_pods_with_limits():
+    """dask-gateway's Kubernetes backend, as its chart runs it: the API, a controller, Traefik as
+    the proxy (here beside the API), the clusters' pods with requests and limits."""
+    objs = render("laptop")
+    config = by(objs, "ConfigMap", "config")["data"]
+    gw = config["gateway_config.py"]
+    assert "c.DaskGateway.backend_class = 'dask_gateway_server.backends.kubernetes.KubeBackend'" in gw
+    assert "c.KubeClusterConfig.namespace = 'afbox-edge'" in gw
+    assert "c.ClusterConfig.worker_memory = 2147483648" in gw  # the limit too: dask-gateway's default
+    pod_config = re.search(r"^c\.KubeClusterConfig\.worker_extra_pod_config = (.*)$", gw, re.M)[1]
+    pod = ast.literal_eval(pod_config)
+    assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["seccompProfile"]
+    script = pod["initContainers"][0]["command"][2]
+    assert "install -D -m 0600 /afbox/source/data-token/tokens_data.token /var/lib/afbox/state/secrets/tokens/data.token" \
+        in script
+    env = ast.literal_eval(re.search(r"^c\.KubeClusterConfig\.environment = (.*)$", gw, re.M)[1])
+    assert env["AFBOX_XCACHE"] == "root://xcache.afbox-edge.svc:8780"
+    assert env["AFBOX_AUTH_ISSUER"] == "https://issuer.afbox-edge.svc:8781"
+    gateway = by(objs, "Deployment", "gateway")["spec"]["template"]["spec"]
+    assert [c["name"] for c in gateway["containers"]] == ["gateway", "proxy"]
+    assert [p["containerPort"] for p in gateway["containers"][1]["ports"]] == [8783, 8784]
+    assert by(objs, "Service", "gateway")["spec"]["ports"][0]["targetPort"] == "http"
+    controller = container(by(objs, "Deployment", "gateway-controller"))
+    assert controller["command"][1:] == ["kube-controller", "--config", "/etc/afbox/gateway-controller/config.py"]
+    assert "c.KubeController.api_url = 'http://gateway.afbox-edge.svc:8785/api'" in config["launcher-controller.py"]
+    assert by(objs, "CustomResourceDefinition")[0]["metadata"]["name"] == "daskclusters.gateway.dask.org"
+    assert not [o for o in objs if o["kind"] in ("ClusterRole", "ClusterRoleBinding")]  # namespaced only
+    route = by(objs, "IngressRoute", "gateway-api")
+    assert route["spec"]["routes"][0]["services"] == [{"name": "gateway", "port": 8785}]
+    assert route["metadata"]["labels"]["gateway.dask.org/instance"] == "afbox-edge"

@@ -9,6 +9,7 @@ its volumes (notebooks, cache, origin data); only `purge` deletes the namespace 
 from __future__ import annotations
 
 import calendar
+import json
 import tempfile
 import time
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ from ... import events as ev
 from ... import record
 from ...auth import token_file
 from ...auth.facility_auth import ENV_ISSUER
-from ...auth.identity import ensure_cert
+from ...auth.identity import SERVER_CERT, SERVER_KEY, ensure_cert
 from ...auth.xrootd import KEYCACHE_FILL, make_keycache
 from ...errors import AfboxError, ServiceFailed
 from ...services import issuer
@@ -30,14 +31,22 @@ from ..base import Hooks, ServiceStatus
 from . import manifests
 from .kubectl import LOG_TAIL, K3s
 from .manifests.objects import FACILITY_LABEL
+from .manifests import images, secrets
 from .manifests.pod import host_path
+from . import install
+from .install import agent_images_dir, place_images
 
 WORKLOAD_KINDS = "deployments,statefulsets"
 # down deletes what a facility's `up` created, except its volumes
-DELETE_KINDS = "deployments,statefulsets,services,configmaps,secrets,ingresses,networkpolicies"
+DELETE_KINDS = ("deployments,statefulsets,services,configmaps,secrets,ingresses,networkpolicies,"
+                "serviceaccounts,roles,rolebindings,ingressroutes.traefik.io")
+CLUSTER_KIND = "daskclusters.gateway.dask.org"  # what dask-gateway's Kubernetes backend creates
 NOT_RUNNING = {"CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "CreateContainerConfigError",
                "RunContainerError", "InvalidImageName"}
-IDENTITY_SKIP = ("ca-key.pem", "ingress.pem", "ingress-key.pem")  # the CA key never leaves the host
+# The CA key never leaves the host; the ingress' and the pods' certificates go in Secrets of their
+# own, and the host's server certificate (localhost only) is replaced in each pod by its own.
+IDENTITY_SKIP = ("ca-key.pem", "ingress.pem", "ingress-key.pem", SERVER_CERT, SERVER_KEY)
+POD_CERT = "pod-"  # prefix of the certificates made for pods' Services
 
 
 class K3sBackend(Hooks):
@@ -78,7 +87,17 @@ class K3sBackend(Hooks):
         yield ev.Event(ev.INFO, "", "k3s: waiting for a Ready node")
         nodes = self.k3s.wait_node_ready(ctx.facility.k3s.rollout_timeout)
         yield ev.Event(ev.INFO, "", f"k3s: node(s) Ready: {', '.join(nodes)}")
-        for tarball in image_tarballs(ctx):
+        tarballs = image_tarballs(ctx)
+        if tarballs:
+            # k3s imports what its agent images dir holds whenever a node starts; this node takes
+            # them now too (`afbox join --images` puts them on the others)
+            yield ev.Event(ev.INFO, "", f"k3s: placing {len(tarballs)} image tarball(s) in {agent_images_dir(data_dir())}")
+            try:
+                place_images(tarballs, data_dir())
+            except OSError as e:
+                raise AfboxError(f"cannot place the air-gap set in {agent_images_dir(data_dir())}: {e.strerror}",
+                                 hint="k3s' data dir is root's: run afbox up as root") from None
+        for tarball in tarballs:
             yield ev.Event(ev.INFO, "", f"k3s: importing {tarball.name}")
             self.k3s.import_image(tarball)
         try:
@@ -87,15 +106,26 @@ class K3sBackend(Hooks):
             self._delete_workloads(manifests.namespace_name(ctx.facility))
             raise
 
-    def _apply_and_wait(self, ctx: Context, specs: list[ServiceSpec], unchanged: set[str]) -> Iterator[ev.Event]:
+    def objects(self, ctx: Context, specs: list[ServiceSpec]) -> list[dict]:
+        """Exactly what `up` applies (a dry run shows it with manifests.blank)."""
         objs = manifests.render(ctx, specs, self.filled(ctx, specs))
+        missing = images.unpinned(objs) if ctx.facility.k3s.images_dir else []
+        if missing:
+            raise AfboxError(f"the air-gap set {ctx.facility.k3s.images_dir} lacks {', '.join(missing)}",
+                             hint="save each image there as an OCI archive: podman save --format oci-archive "
+                                  "-o DIR/NAME.tar IMAGE (see images/README.md)")
+        return objs
+
+    def _apply_and_wait(self, ctx: Context, specs: list[ServiceSpec], unchanged: set[str]) -> Iterator[ev.Event]:
+        objs = self.objects(ctx, specs)
         self.k3s.apply(manifests.dump(objs))
         ns = manifests.namespace_name(ctx.facility)
         timeout = ctx.facility.k3s.rollout_timeout
         for obj in workloads_of(objs, ns):
             name = obj["metadata"]["name"]
             fresh = [s.name for s in specs if (s.replica_of or s.name) == name and s.name not in unchanged]
-            if not fresh:
+            helper = not any((s.replica_of or s.name) == name for s in specs)  # a launcher's controller
+            if not fresh and not (helper and not unchanged):
                 continue
             for m in fresh:
                 yield ev.Event(ev.STARTING, m, f"{obj['kind'].lower()}/{name}")
@@ -125,24 +155,28 @@ class K3sBackend(Hooks):
 
     # -- what goes into the Secrets and fills ----------------------------------------------------
     def filled(self, ctx: Context, specs: list[ServiceSpec]) -> manifests.Filled:
-        secrets: dict[str, dict[str, bytes]] = {}
+        found: dict[str, dict[str, bytes]] = {}
         ident = ctx.identity_dir
         if ctx.facility.auth.enabled:
-            secrets["identity"] = {str(p.relative_to(ident)): p.read_bytes() for p in sorted(ident.rglob("*"))
-                                   if p.is_file() and not p.name.startswith(".") and p.name not in IDENTITY_SKIP
-                                   and p.suffix != ".lock"}
+            found["identity"] = {str(p.relative_to(ident)): p.read_bytes() for p in sorted(ident.rglob("*"))
+                                 if p.is_file() and not p.name.startswith((".", POD_CERT))
+                                 and p.name not in IDENTITY_SKIP and p.suffix != ".lock"}
+            ns = manifests.namespace_name(ctx.facility)
+            for w in secrets.server_workloads(specs):
+                cert, key = ensure_cert(ident, POD_CERT + w, hosts=secrets.server_hosts(w, ns))
+                found[secrets.server_secret(w)] = {"tls.crt": cert.read_bytes(), "tls.key": key.read_bytes()}
             # the issuer as the pods know it: what their token checks are told
             url = next((s.env_dict[ENV_ISSUER] for s in specs if ENV_ISSUER in s.env_dict), issuer.url(ctx))
             with tempfile.TemporaryDirectory(dir=ctx.state.run) as tmp:
                 token = Path(tmp) / "data.token"
                 token_file.write(token, ident, url, issuer.owner(), parse_duration(ctx.facility.auth.token_lifetime))
-                secrets["data-token"] = {"tokens/data.token": token.read_bytes()}
+                found["data-token"] = {"tokens/data.token": token.read_bytes()}
         hosts = tuple(h for h, _, _ in manifests.routes(ctx, specs))
         if hosts and ctx.facility.auth.enabled:
             cert, key = ensure_cert(ident, "ingress", hosts=hosts)
-            secrets["ingress-tls"] = {"tls.crt": cert.read_bytes(), "tls.key": key.read_bytes()}
+            found["ingress-tls"] = {"tls.crt": cert.read_bytes(), "tls.key": key.read_bytes()}
         if ctx.jupyter_token_file.exists():
-            secrets["jupyter-token"] = {"jupyter_token": ctx.jupyter_token_file.read_bytes()}
+            found["jupyter-token"] = {"jupyter_token": ctx.jupyter_token_file.read_bytes()}
         fills = {}
         for s in specs:
             for f in s.files:
@@ -150,10 +184,14 @@ class K3sBackend(Hooks):
                     with tempfile.TemporaryDirectory(dir=ctx.state.run) as tmp:
                         make_keycache(f.text, Path(tmp) / "keys", local=lambda p: host_path(ctx, p))
                         fills[f.path] = (Path(tmp) / "keys").read_bytes()
-        return manifests.Filled(secrets, fills)
+        d = ctx.facility.k3s.images_dir
+        return manifests.Filled(found, fills, images.air_gap(Path(d).expanduser()) if d else {})
 
     # -- down -----------------------------------------------------------------------------------
     def _delete_workloads(self, ns: str | None = None) -> None:
+        # the Dask gateway's clusters first: their pods go with them (absent where no gateway ran)
+        self.k3s.kubectl("delete", CLUSTER_KIND, "-n", ns or self.namespace, "-l", self.selector,
+                         "--ignore-not-found", "--wait=true", "--timeout=120s", timeout=180, check=False)
         self.k3s.kubectl("delete", DELETE_KINDS, "-n", ns or self.namespace, "-l", self.selector,
                          "--ignore-not-found", "--wait=true", "--timeout=120s", timeout=180)
 
@@ -162,6 +200,11 @@ class K3sBackend(Hooks):
         yield ev.Event(ev.STOPPING, "", f"k3s: deleting the workloads of namespace {ns}")
         self._delete_workloads(ns)
         yield ev.Event(ev.STOPPED, "", "k3s: done; volumes kept (afbox k3s purge deletes them)")
+
+    def purge_target(self) -> str:
+        """What purge would delete, in words; first makes sure k3s is there to delete it."""
+        self.k3s  # noqa: B018 - raises, with the install hint, when k3s is not installed
+        return f"namespace {self.namespace}"
 
     def purge(self) -> Iterator[ev.Event]:
         """Delete the namespace and its volumes: notebooks, cached and origin data."""
@@ -237,10 +280,18 @@ def image_tarballs(ctx: Context) -> list[Path]:
     d = ctx.facility.k3s.images_dir
     if not d:
         return []
-    d = Path(d).expanduser()
-    if not d.is_dir():
+    if not Path(d).expanduser().is_dir():
         raise AfboxError(f"[k3s] images_dir {d} is not a directory")
-    return sorted(p for p in d.iterdir() if p.name.endswith((".tar", ".tar.gz", ".tar.zst")))
+    return install.image_tarballs(Path(d))
+
+
+def data_dir() -> Path:
+    """This node's k3s data dir: where afbox installed it, else k3s' default."""
+    from ...state import state_root
+    try:
+        return Path(json.loads((state_root() / "k3s" / "installed.json").read_text())["data_dir"])
+    except (OSError, ValueError, KeyError):
+        return install.DATA_DIR
 
 
 def _since(stamp: str | None) -> float | None:

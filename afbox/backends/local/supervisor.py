@@ -8,6 +8,7 @@ from pathlib import Path
 
 from supervisor.xmlrpc import SupervisorTransport
 
+from ...errors import AfboxError
 from ...health import poll_until
 from ...spec import ServiceSpec
 
@@ -72,7 +73,11 @@ class Supervisor:
         return bool(poll_until(self.alive, timeout, 0.1))
 
     def start(self, name: str) -> None:
-        self.rpc.startProcess(name, False)
+        try:
+            self.rpc.startProcess(name, False)
+        except xmlrpc.client.Fault as e:  # e.g. NO_FILE: the program vanished since the preflight
+            raise AfboxError(f"supervisord could not start service {name}: {e.faultString}",
+                             hint="afbox doctor shows what this host lacks") from None
 
     def stop(self, name: str) -> None:
         try:
@@ -98,13 +103,24 @@ class Supervisor:
 
 
 def restart_counts(log: Path) -> dict[str, int]:
-    """Restarts per program since supervisord started: spawns after the first, from supervisord's log."""
+    """Restarts per program since supervisord started: spawns that follow an exit the program was not
+    asked for (a crash, or an exit supervisord restarts). A spawn after `afbox restart`'s stop is not one."""
     counts: dict[str, int] = {}
     try:
         text = log.read_text(errors="replace")
     except OSError:
         return counts
     text = text[text.rfind("supervisord started with pid"):]
-    for m in re.finditer(r"spawned: '([^']+)'", text):
-        counts[m.group(1)] = counts.get(m.group(1), 0) + 1
-    return {k: v - 1 for k, v in counts.items()}
+    exited: set[str] = set()
+    for m in re.finditer(r"(spawned): '([^']+)'|(exited|stopped): (\S+) \(", text):
+        if m.group(1):
+            name = m.group(2)
+            counts.setdefault(name, 0)
+            if name in exited:
+                counts[name] += 1
+                exited.discard(name)
+        elif m.group(3) == "exited":
+            exited.add(m.group(4))
+        else:
+            exited.discard(m.group(4))
+    return counts

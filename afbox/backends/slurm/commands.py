@@ -145,14 +145,47 @@ def job_state(job_id: str) -> JobState:
 def submit(script: str, timeout: float = 60) -> str:
     """sbatch a job script (on stdin); its job id. SLURM's own error when it refuses."""
     require_slurm()
+    conf = os.environ.get("SLURM_CONF")
+    if conf and not os.path.isfile(conf):  # sbatch would retry reading it for a minute
+        raise AfboxError(f"SLURM_CONF={conf} does not exist", hint="point SLURM_CONF at your cluster's slurm.conf, "
+                                                                   "or unset it")
     try:
         r = run(["sbatch", "--parsable"], input=script, timeout=timeout)
     except CommandError as e:
-        msg = [ln.removeprefix("sbatch: error: ") for ln in (e.stderr or e.stdout).strip().splitlines()]
-        raise AfboxError("SLURM refused the job: " + (msg[-1] if msg else f"sbatch exited with {e.code}"),
-                         details=msg[:-1], hint="check the partition, account, nodes and time with sinfo / "
-                                                "sacctmgr show assoc") from None
+        raise submit_error(e) from None
     return r.stdout.strip().split(";")[0]
+
+
+# what sbatch says when the problem is SLURM itself, not the job: (pattern, what is wrong, what to do)
+NOT_REACHED = (
+    (re.compile(r"Could not establish a configuration source|fetch_config|cannot stat file .*slurm\.conf|"
+                r"s_p_parse_file: cannot stat"),
+     "SLURM is not configured on this host: no slurm.conf (and no DNS SRV record names a controller)",
+     "run afbox on a login node of your cluster, or point SLURM_CONF at its slurm.conf"),
+    (re.compile(r"Unable to contact slurm controller|Socket timed out|Connection refused|"
+                r"Zero Bytes were transmitted"),
+     "SLURM's controller (slurmctld) does not answer",
+     "check that it runs and is reachable (scontrol ping); the job itself was not looked at"),
+    (re.compile(r"[Mm]unge|authentication failure|Invalid authentication credential"),
+     "SLURM refused afbox's credentials (munge)",
+     "check that munged runs on this host with the cluster's key (munge -n | unmunge)"),
+)
+
+
+def submit_error(e: CommandError) -> AfboxError:
+    """sbatch's refusal, saying whether SLURM could not be reached at all or refused this job."""
+    text = (e.stderr or e.stdout or "").strip()
+    msg = [ln.removeprefix("sbatch: error: ").removeprefix("sbatch: fatal: ")
+           .removeprefix("Batch job submission failed: ") for ln in text.splitlines()]
+    for pattern, what, hint in NOT_REACHED:
+        if pattern.search(text):
+            return AfboxError(what, details=msg[-5:], hint=hint)
+    if e.timeout:
+        return AfboxError(f"sbatch did not answer within {e.timeout:g}s: SLURM's controller is unreachable or "
+                          "overloaded", details=msg[-5:], hint="check it with: scontrol ping")
+    return AfboxError("SLURM refused the job: " + (msg[-1] if msg else f"sbatch exited with {e.code}"),
+                      details=msg[:-1], hint="check the partition, account, nodes and time with sinfo / "
+                                             "sacctmgr show assoc")
 
 
 def wait_running(job_id: str, timeout: float, poll: float = 1.0) -> JobState:

@@ -28,11 +28,15 @@ def device_plugin(image: str) -> dict:
     pod = {
         "runtimeClassName": "nvidia",
         "priorityClassName": "system-node-critical",
+        "automountServiceAccountToken": False,  # it talks to the kubelet's socket, not the API
+        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
         "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
         "containers": [{
             "name": "nvidia-device-plugin-ctr", "image": image, "imagePullPolicy": "IfNotPresent",
             "env": [{"name": "FAIL_ON_INIT_ERROR", "value": "false"}],
-            "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+            "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"cpu": "100m", "memory": "128Mi"}},
+            "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+                                "readOnlyRootFilesystem": True},
             "volumeMounts": [{"name": "device-plugin", "mountPath": PLUGIN_DIR}]}],
         "volumes": [{"name": "device-plugin", "hostPath": {"path": PLUGIN_DIR}}],
     }

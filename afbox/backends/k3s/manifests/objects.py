@@ -6,7 +6,6 @@ import re
 
 PART_OF = "afbox"
 FACILITY_LABEL = "afbox.io/facility"
-FILLED_AT_APPLY = "afbox.io/filled-at-apply"
 
 
 def labels(facility: str, component: str | None = None) -> dict[str, str]:
@@ -41,16 +40,10 @@ def secret_key(path: str) -> str:
     return re.sub(r"[^-._a-zA-Z0-9]", "_", path)
 
 
-def secret(name: str, ns: str, facility: str, files: dict[str, bytes | None], source: str,
-           type_: str = "Opaque") -> dict:
-    """files: relative path -> content; None for every value renders an empty placeholder
-    that the backend fills from `source` at apply time (so written manifests hold no key)."""
-    placeholder = all(v is None for v in files.values())
-    m = meta(name, ns, facility)
-    if placeholder:
-        m["annotations"] = {FILLED_AT_APPLY: f"afbox up fills this from the facility's {source}"}
-    data = {secret_key(p): base64.b64encode(v or b"").decode() for p, v in sorted(files.items())}
-    return {"apiVersion": "v1", "kind": "Secret", "metadata": m, "type": type_, "data": data}
+def secret(name: str, ns: str, facility: str, files: dict[str, bytes], type_: str = "Opaque") -> dict:
+    """files: relative path -> content."""
+    data = {secret_key(p): base64.b64encode(v).decode() for p, v in sorted(files.items())}
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": meta(name, ns, facility), "type": type_, "data": data}
 
 
 def config_map(name: str, ns: str, facility: str, files: dict[str, str]) -> dict:

@@ -92,6 +92,7 @@ def in_pods(ctx: Context, specs: list[ServiceSpec]) -> list[ServiceSpec]:
             host = f"{e.subdomain}.{ctx.ingress_host}" if e.subdomain else ctx.ingress_host
             urls[e.url] = f"https://{host}{e.path}"
         files = tuple(replace(f, text=without_allow(tr(f.text))) for f in s.files)
+        launches = s.launches and replace(s.launches, env=tuple((k, tr(v)) for k, v in s.launches.env))
         out.append(replace(s, argv=tuple(tr(a) for a in s.argv), env=tuple((k, tr(v)) for k, v in s.env),
-                           urls=tuple(urls.items()), files=files, unavailable=None))
+                           urls=tuple(urls.items()), files=files, unavailable=None, launches=launches))
     return out

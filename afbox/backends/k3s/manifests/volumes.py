@@ -1,8 +1,6 @@
-"""Which volumes a container gets: what its spec declares (files, volumes, scratch dirs) and the
-facility secrets its argv and environment mention.
-
-A service names the secrets it needs (its token file, the Dask certificate); the pod gets those and
-nothing more: a Dask worker sees the Dask certificate, not the token-signing key.
+"""Which volumes a container gets: what its spec declares (files, volumes, scratch dirs), and the
+facility secrets its argv, environment and config name, copied in by an init container
+(afbox.backends.k3s.manifests.secrets says why and which).
 """
 from __future__ import annotations
 
@@ -12,14 +10,10 @@ from pathlib import Path
 
 from ....spec import ServiceSpec
 from .objects import secret_key
-from .pod import STATE
+from .secrets import FILLS, SOURCE, Copy, roots, script, source_volume
 
-SECRETS = STATE / "secrets"
-# Secret name -> the path under <state>/secrets it provides (a dir when it ends in "/").
-SECRET_PATHS = {"identity": "identity/", "jupyter-token": "jupyter_token", "data-token": "tokens/data.token"}
-OPTIONAL = {"data-token"}  # the data token exists only once the issuer has minted one
 CONFIG = "config"          # the ConfigMap holding every service's config files
-FILLS = "fills"            # the ConfigMap holding files made at apply time (binaryData)
+SECRET_SIZE = "16Mi"       # the memory-backed dirs secrets are copied into
 
 
 @dataclass
@@ -27,50 +21,12 @@ class Volumes:
     volumes: list[dict] = field(default_factory=list)
     mounts: list[dict] = field(default_factory=list)
     claims: list[tuple[str, int]] = field(default_factory=list)  # a StatefulSet's own claims: (name, size)
-    init: list[dict] = field(default_factory=list)               # what copies fills into writable dirs
+    init: list[dict] = field(default_factory=list)               # what copies secrets and fills in
+    copies: list[Copy] = field(default_factory=list)
 
     def add(self, name: str, source: dict, path: str, **mount) -> None:
         self.volumes.append({"name": name, **source})
         self.mounts.append({"name": name, "mountPath": path, **mount})
-
-
-def mentioned(spec: ServiceSpec) -> str:
-    """What the service itself reads paths from (a fill's text is for the one who makes the file)."""
-    return "\n".join([*spec.argv, *(v for _, v in spec.env), *spec.state_dirs, spec.cwd or "",
-                      *(f.text for f in spec.files if not f.fill)])
-
-
-def secret_of(path: str) -> tuple[str, str] | None:
-    """(Secret name, key) of a path relative to the secrets dir."""
-    for name, prefix in SECRET_PATHS.items():
-        if prefix.endswith("/") and path.startswith(prefix):
-            return name, secret_key(path.removeprefix(prefix))
-        if path == prefix:
-            return name, secret_key(path)
-    return None
-
-
-def secret_sources(text: str, secret_files: dict[str, tuple[str, ...]]) -> list[dict]:
-    """Projected-volume sources: for each Secret the files this service mentions (all of a dir
-    Secret when the dir itself is mentioned)."""
-    refs = set(re.findall(re.escape(str(SECRETS)) + r"/([\w.\-/]*)", text))
-    out = []
-    for name, prefix in SECRET_PATHS.items():
-        files = secret_files.get(name, ())
-        if prefix.endswith("/"):
-            whole = prefix in refs or prefix.rstrip("/") in refs
-            chosen = [f for f in files if whole or any(prefix + f == r or (prefix + f).startswith(r.rstrip("/") + "/")
-                                                       for r in refs if r.startswith(prefix) and r != prefix)]
-        else:
-            chosen = [f for f in files if f in refs]
-        if not chosen:
-            continue
-        base = prefix if prefix.endswith("/") else ""
-        src = {"name": name, "items": [{"key": secret_key(f), "path": base + f} for f in sorted(chosen)]}
-        if name in OPTIONAL:
-            src["optional"] = True
-        out.append({"secret": src})
-    return out
 
 
 def config_key(service: str, path: str, taken: dict[str, str]) -> str:
@@ -82,48 +38,29 @@ def config_key(service: str, path: str, taken: dict[str, str]) -> str:
     return key
 
 
-def for_spec(spec: ServiceSpec, secret_files: dict[str, tuple[str, ...]], keys: dict[str, str],
-             fill_keys: dict[str, str], default_size: int, init_image: str, security: dict) -> Volumes:
-    """keys: path -> key of the spec's config files in the config ConfigMap; fill_keys: the same
-    for files made at apply time, in the fills ConfigMap."""
-    v = Volumes()
-    # files copied from the facility's secrets (xrootd's TLS files): one volume per dir
-    by_dir: dict[str, list] = {}
-    for f in spec.files:
-        if f.secret:
-            by_dir.setdefault(str(Path(f.path).parent), []).append(f)
-    for d, files in sorted(by_dir.items()):
-        items, name = [], None
-        for f in files:
-            name, key = secret_of(f.secret)
-            items.append({"key": key, "path": Path(f.path).name})
-        v.add(_name(d), {"secret": {"secretName": name, "defaultMode": min(f.mode for f in files), "items": items}},
-              d, readOnly=True)
-    # files made at apply time that the service also writes: copied into a writable dir first
-    for f in spec.files:
-        if f.fill:
-            d = str(Path(f.path).parent)
-            v.add(_name(d), {"emptyDir": {}}, d)
-            key = fill_keys[f.path]
-            v.add(f"{_name(d)}-seed", {"configMap": {"name": FILLS, "items": [{"key": key, "path": key}]}},
-                  f"/afbox-seed/{key}", readOnly=True)
-            v.mounts.pop()  # the main container needs only the copy
-            v.init.append({"name": f"seed-{_name(d)}", "image": init_image, "imagePullPolicy": "IfNotPresent",
-                           "command": ["cp", f"/afbox-seed/{key}/{key}", f.path],
-                           "securityContext": security,
-                           "volumeMounts": [{"name": f"{_name(d)}-seed", "mountPath": f"/afbox-seed/{key}",
-                                             "readOnly": True},
-                                            {"name": _name(d), "mountPath": d}]})
-    sources = secret_sources(mentioned(spec), secret_files)
-    if sources:
-        # 0400 with fsGroup: readable by the pod's group, never by others
-        v.add("secrets", {"projected": {"sources": sources, "defaultMode": 0o400}}, str(SECRETS), readOnly=True)
+def for_spec(spec: ServiceSpec, copies: list[Copy], keys: dict[str, str], init_image: str,
+             security: dict) -> Volumes:
+    """keys: path -> key of the spec's config files in the config ConfigMap."""
+    v = Volumes(copies=copies)
+    if copies:
+        init_mounts = [{"name": "source", "mountPath": SOURCE, "readOnly": True}]
+        v.volumes.append({"name": "source", **source_volume(copies)})
+        for root, writable in sorted(roots(copies).items()):
+            name = _name(root)
+            v.add(name, {"emptyDir": {"medium": "Memory", "sizeLimit": SECRET_SIZE}}, root,
+                  **({} if writable else {"readOnly": True}))
+            init_mounts.append({"name": name, "mountPath": root})
+        v.init.append({"name": "copy-files", "image": init_image, "imagePullPolicy": "IfNotPresent",
+                       "command": ["sh", "-c", script(copies)], "securityContext": security,
+                       "resources": {"requests": {"cpu": "10m", "memory": SECRET_SIZE},
+                                     "limits": {"cpu": "100m", "memory": "64Mi"}},
+                       "volumeMounts": init_mounts})
     for vol in spec.volumes:
         if vol.shared:
             v.add(vol.name, {"persistentVolumeClaim": {"claimName": vol.name}}, vol.path)
         else:  # a StatefulSet's claim template: the volume comes from volumeClaimTemplates
             v.mounts.append({"name": vol.name, "mountPath": vol.path})
-            v.claims.append((vol.name, vol.size or default_size))
+            v.claims.append((vol.name, vol.size or 0))
     covered = [m["mountPath"] for m in v.mounts]
     # any other dir a service writes to (xrootd's admin dir, run dirs, ...) is scratch space of the pod
     for i, d in enumerate(sorted(spec.state_dirs)):
