@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..ports import GATEWAY_FIRST, SPAN
 from ..units import parse_duration, parse_size
 from . import isolation
 from .paths import class_paths
@@ -25,6 +26,8 @@ def gateway_settings(ctx: Context) -> dict:
         "ClassBackend.runtime_dir": str(paths.runtime), "ClassBackend.public_dir": str(paths.public),
         "ClassBackend.data_dir": str(paths.data), "ClassBackend.memory": parse_size(m.memory),
         "ClassBackend.cpus": m.cpus, "ClassBackend.slot_size": 3 + 2 * m.dask_workers,
+        # a cluster per student: the window takes the named clusters' ports too (refused in a class)
+        "FacilityBackend.port_count": SPAN - GATEWAY_FIRST,
         "FacilityBackend.clusters_directory": str(paths.clusters),  # not in the state dir, which students cannot enter
         "ClusterConfig.worker_cmd": [f"{ctx.bin_dir}/dask", "worker", "--no-nanny"],
         "ClusterConfig.worker_cores": 1, "ClusterConfig.worker_threads": 1,

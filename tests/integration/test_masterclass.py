@@ -95,6 +95,7 @@ def klass():
         yield k
     finally:
         k.down()
+        afbox("class", "purge", "--yes", "--name", NAME, env=k.env, check=False)  # its unix users too
 
 
 async def _session(k: Klass, name: str, first: bool = True) -> dict:
