@@ -239,7 +239,7 @@ class Facility(BaseModel):
         if self.facility.backend == "slurm":
             raise ValueError("masterclass: a class needs one machine its students' browsers reach and that "
                              "creates their accounts; a SLURM allocation belongs to one user and its nodes are "
-                             "not reachable from the students' laptops: use the local or k3s backend")
+                             "not reachable from the students' laptops: use the local backend")
         if not self.auth.enabled or not self.gateway.enabled:
             raise ValueError("masterclass: students log in with facility tokens and get their Dask clusters "
                              "from the gateway: [auth] and [gateway] must stay enabled")

@@ -81,7 +81,8 @@ def config_text(ctx: Context) -> str:
 
 def unavailable(ctx: Context) -> str | None:
     if ctx.facility.facility.backend == "k3s":
-        return None  # pods are the isolation there
+        return ("a class on k3s needs the hub to start students' servers as pods (KubeSpawner), which afbox "
+                "does not configure yet: use the local backend on the class machine")
     mode, why = isolation.choose(ctx.facility.masterclass.isolation, ctx.as_root, ctx.bwrap)
     return None if mode else why
 
