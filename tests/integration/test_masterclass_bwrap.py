@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(not xrootd_available(), reason="xrootd not installed (apt-get install xrootd-server)")]
 
 NAME, BASE, TUTOR = "bwclass", 28000, "afbox-bwrap-tutor"
-STUDENTS = ["student1", "student2"]
+STUDENTS = ["student01", "student02"]
 CELL_SEES = """import os, json, pwd
 data = os.environ["AFBOX_CLASS_DATA"]
 try:
@@ -29,7 +29,7 @@ try:
 except OSError:
     wrote = False
 print(json.dumps({{"user": pwd.getpwuid(os.getuid()).pw_name, "home": os.path.expanduser("~"),
-                  "other_home": os.path.exists({other!r}), "pids": len([p for p in os.listdir("/proc") if p.isdigit()]),
+                  "other_home": os.path.exists({other!r}), "own_home": os.path.exists({own!r}), "pids": len([p for p in os.listdir("/proc") if p.isdigit()]),
                   "data": sorted(os.listdir(data)), "wrote_data": wrote}}))"""
 
 
@@ -82,7 +82,7 @@ def test_students_run_in_bubblewrap_as_the_tutor_user(tutor):
             await s.login(accounts[name]["code"], PASSWORD)
             await s.wait_server()
             kernel = await s.start_kernel()
-            out = last_json(await s.run(kernel, CELL_SEES.format(other=str(homes / other))))
+            out = last_json(await s.run(kernel, CELL_SEES.format(other=str(homes / other), own=str(homes / name))))
             if dask:
                 out["dask"] = last_json(await s.run(kernel, CELL_DASK))
             return out
@@ -94,7 +94,7 @@ def test_students_run_in_bubblewrap_as_the_tutor_user(tutor):
     a, b = asyncio.run(both())
     for seen in (a, b):
         assert seen["user"] == TUTOR                     # no unix users without root: bwrap is the wall
-        assert not seen["other_home"] and not seen["wrote_data"]
+        assert seen["own_home"] and not seen["other_home"] and not seen["wrote_data"]
         assert seen["data"] and seen["pids"] < 20        # their own PID namespace, not the host's processes
     assert a["dask"]["sum"] == 4999950000
     status = json.loads(tutor.afbox("class", "status", "--json", "--name", NAME).stdout)
