@@ -25,7 +25,7 @@ from bench.common import BIN, afbox, isolated_env
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "integration"))
 from hubclient import Student  # noqa: E402
 
-NAME, BASE = "benchclass", 28000   # a facility spans 1000 ports: the whole 28000-28999 range
+NAME, BASE = "bclass", 28000   # a facility spans 1000 ports: the whole 28000-28999 range
 PEER_PORT = 28990                  # the plain hub: after the class is down, inside the same range
 PASSWORD = "a-good-password"
 CELL = "print(1 + 1)"
@@ -95,7 +95,7 @@ def _rss_by(var: str) -> dict[str, int]:
 
 
 def afbox_class(n: int, spawns: int) -> dict:
-    env, base = isolated_env("afbox-bench-class-")
+    env, base = isolated_env("abc-")
     env["XDG_DATA_HOME"] = str(base / "data")
     cfg = base / "class.toml"
     cfg.write_text(f'[masterclass]\nserver_idle = "1h"\ncluster_idle = "1h"\nconcurrent_spawns = {spawns}\n')
@@ -124,7 +124,7 @@ def afbox_class(n: int, spawns: int) -> dict:
 
 
 def plain_hub(n: int, spawns: int) -> dict:
-    _, base = isolated_env("afbox-bench-hub-")
+    _, base = isolated_env("abh-")
     chp = shutil.which("configurable-http-proxy", path=str(BIN)) or shutil.which("configurable-http-proxy")
     (base / "jupyterhub_config.py").write_text(PEER_CONFIG.format(
         port=PEER_PORT, hub_port=PEER_PORT + 1, api_port=PEER_PORT + 2, chp=chp, base=base, password=PASSWORD,
