@@ -18,7 +18,9 @@ done
 say() { printf '[afbox install] %s\n' "$*"; }
 
 # --- system packages --------------------------------------------------------------------------
-APT_PKGS=(xrootd-server xrootd-server-plugins xrootd-client xrootd-scitokens-plugins openssl python3-venv)
+APT_PKGS=(xrootd-server xrootd-server-plugins xrootd-client xrootd-scitokens-plugins openssl python3-venv bubblewrap)
+# JupyterHub's proxy (configurable-http-proxy) runs on Node; a Node from elsewhere (nodesource) will do
+command -v npm >/dev/null || APT_PKGS+=(nodejs npm)
 [ "$DEV" = 1 ] && APT_PKGS+=(tmux procps slurm-wlm munge)
 missing=()
 if command -v dpkg-query >/dev/null; then
@@ -42,6 +44,12 @@ fi
 
 # --- python environment -----------------------------------------------------------------------
 PY="${PYTHON:-python3}"
+# A class's students run afbox's Python as their own unix users: as root, never take one that lives
+# in root's home (pyenv), which they cannot enter, when the system has one that will do.
+if [ -z "${PYTHON:-}" ] && [ "$(id -u)" = 0 ] && [[ "$(readlink -f "$(command -v python3)")" == /root/* ]] \
+   && /usr/bin/python3 -c 'import sys, venv; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+  PY=/usr/bin/python3
+fi
 if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
   say "afbox needs Python >= 3.11; found: $("$PY" --version 2>&1 || echo none). Set PYTHON=/path/to/python3.x"
   exit 1
@@ -55,6 +63,17 @@ EXTRA=""
 [ "$DEV" = 1 ] && EXTRA="[dev]"
 say "installing afbox${EXTRA} into $VENV"
 "$VENV/bin/python" -m pip install -q -e "$HERE$EXTRA"
+
+# --- JupyterHub's proxy for classes (afbox up --profile masterclass), next to the venv's programs ----
+if command -v npm >/dev/null; then
+  if [ ! -x "$VENV/chp/node_modules/.bin/configurable-http-proxy" ]; then
+    say "installing configurable-http-proxy (npm) into $VENV/chp"
+    npm install --silent --prefix "$VENV/chp" configurable-http-proxy@4 >/dev/null
+  fi
+  ln -sf ../chp/node_modules/.bin/configurable-http-proxy "$VENV/bin/configurable-http-proxy"
+else
+  say "npm not found: classes (profile masterclass) need it for JupyterHub's proxy: apt-get install nodejs npm"
+fi
 
 # --- PATH -------------------------------------------------------------------------------------
 if [ "$(id -u)" = 0 ]; then BIN_DIR=/usr/local/bin; else BIN_DIR="$HOME/.local/bin"; fi

@@ -96,8 +96,27 @@ def client(name: str | None = None, cluster: str | None = None, **kwargs):
     (a facility of that name wins). `afbox.client("fac", cluster="agc")` names both."""
     from distributed import Client
 
+    if not name and not cluster and os.environ.get("AFBOX_STUDENT") and os.environ.get("AFBOX_GATEWAY"):
+        return _student_client(**kwargs)
     kwargs.setdefault("security", security(name, cluster))
     return Client(scheduler_address(name, cluster), **kwargs)
+
+
+_student_clusters: list = []  # keeps the student's cluster object alive as long as the kernel
+
+
+def _student_client(**kwargs):
+    """In a class (afbox.hub) a student's own small cluster from the gateway: the running one, else
+    a new one; it outlives the kernel until it idles out or their server stops."""
+    gw = gateway()
+    running = gw.list_clusters()
+    if running:
+        cluster = gw.connect(running[0].name, shutdown_on_close=False)
+    else:
+        cluster = gw.new_cluster(shutdown_on_close=False)
+        cluster.scale(int(os.environ.get("AFBOX_STUDENT_WORKERS", "1")))
+    _student_clusters.append(cluster)
+    return cluster.get_client(set_as_default=kwargs.pop("set_as_default", True))
 
 
 def gateway(name: str | None = None, token: str | None = None):
@@ -106,8 +125,12 @@ def gateway(name: str | None = None, token: str | None = None):
     The token is `token`, else $BEARER_TOKEN_FILE's (set inside the facility), else the owner's."""
     from dask_gateway import Gateway
 
-    rec = _record(name) or {}
-    svc = (rec.get("services") or {}).get("gateway")
+    if not name and os.environ.get("AFBOX_GATEWAY"):  # a student's kernel (afbox.hub): no record to read
+        urls = {"gateway": os.environ["AFBOX_GATEWAY"], "proxy": os.environ.get("AFBOX_GATEWAY_PROXY", "")}
+        svc, rec = {"urls": urls}, {}
+    else:
+        rec = _record(name) or {}
+        svc = (rec.get("services") or {}).get("gateway")
     if not svc:
         raise AfboxError("no running facility with a Dask gateway", hint="start one with: afbox up")
     if token is None:

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .class_spec import MasterclassSection
 from .errors import ConfigError
 from .ports import MAX_WORKERS, SPAN
 from .state import name_problem
@@ -35,7 +36,7 @@ class FacilitySection(Section):
     workdir: str = ""            # "": default_workdir(name), so facilities side by side never share one
     port_base: int = Field(8780, ge=1024, le=65535 - SPAN)
     bind: str = "127.0.0.1"
-    require: list[Literal["xcache", "jupyter", "dask"]] = []
+    require: list[Literal["xcache", "jupyter", "dask", "hub"]] = []
     start_timeout: float = Field(90, gt=0)
 
     @field_validator("name")
@@ -220,6 +221,7 @@ class Facility(BaseModel):
     slurm: SlurmSection = SlurmSection()
     runtime: RuntimeSection = RuntimeSection()
     k3s: K3sSection = K3sSection()
+    masterclass: MasterclassSection = MasterclassSection()
     profile: str = ""
 
     @model_validator(mode="after")
@@ -227,6 +229,24 @@ class Facility(BaseModel):
         if self.runtime.kind != "none" and self.facility.backend == "k3s":
             raise ValueError("runtime.kind: k3s runs every service in its image already; "
                              "a container runtime is for the local and slurm backends")
+        return self
+
+    @model_validator(mode="after")
+    def _class_where_students_reach_it(self) -> Facility:
+        m = self.masterclass
+        if not m.enabled:
+            return self
+        if self.facility.backend == "slurm":
+            raise ValueError("masterclass: a class needs one machine its students' browsers reach and that "
+                             "creates their accounts; a SLURM allocation belongs to one user and its nodes are "
+                             "not reachable from the students' laptops: use the local backend")
+        if not self.auth.enabled or not self.gateway.enabled:
+            raise ValueError("masterclass: students log in with facility tokens and get their Dask clusters "
+                             "from the gateway: [auth] and [gateway] must stay enabled")
+        if not m.students and not m.roster:
+            raise ValueError("masterclass: say who the students are: students = N or roster = FILE")
+        if "hub" not in self.facility.require:
+            self.facility.require.append("hub")  # a class without isolation is refused, never run bare
         return self
 
     @property

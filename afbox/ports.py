@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 OFFSETS = {"xcache": 0, "issuer": 1, "origin": 2, "gateway": 3, "gateway-scheduler": 4, "gateway-api": 5,
-           "scheduler": 6, "dashboard": 7, "jupyter": 8, "walltime": 9}
+           "scheduler": 6, "dashboard": 7, "jupyter": 8, "walltime": 9,
+           "hub": 10, "hub-api": 11, "hub-internal": 12}
 # named clusters (afbox cluster up): cluster i uses base + NAMED_FIRST + NAMED_PER * i ...
 NAMED_FIRST = 600
 NAMED_PER = 20

@@ -32,6 +32,8 @@ PROVIDERS = {
     "dask": "pip install distributed (installed with afbox)",
     "tmux": "apt-get install tmux",
     "uv": "pip install uv (installed with afbox)",
+    "bwrap": "apt-get install bubblewrap",
+    "configurable-http-proxy": "./install.sh (npm install configurable-http-proxy@4; needs apt-get install nodejs npm)",
     "pixi": "pixi from https://pixi.sh (not in Debian 12)",
     "conda": "micromamba, mamba or conda (https://mamba.readthedocs.io; not in Debian 12)",
 }

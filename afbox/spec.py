@@ -112,6 +112,7 @@ class ServiceSpec:
     image_role: str = "analysis"  # which of the facility's images runs it elsewhere: analysis, xrootd
     gpu: str = ""                 # vendor of the one GPU it needs (nvidia, amd)
     run_as: str = ""              # the user it drops to (xrootd as root): its dirs and files are its own
+    manages_pods: bool = False    # it starts processes of its own for others (a hub): on k3s, pods in its namespace
     launches: Launcher | None = None  # clusters it starts on demand (see Launcher)
 
     @property

@@ -152,6 +152,10 @@ class LiveSource:
     def follow(self, path: str) -> LogFollower:
         return LogFollower(path)
 
+    def class_status(self, name: str):
+        from afbox.hub.status import class_status
+        return class_status(name)
+
     # -- the overview, once a second --------------------------------------------------------
     def stale(self) -> None:
         """Something changed (an action ran): the next overview reads everything afresh."""

@@ -49,11 +49,18 @@ def _print_events(stream) -> None:
 @click.option("--interface", help="Network interface Dask binds to (HPC: one the other nodes reach).")
 @click.option("--runtime", type=click.Choice(["none", "apptainer"]), help="Run every service in a container runtime.")
 @click.option("--image", help="--runtime apptainer: docker://..., a .sif path or a directory.")
+@click.option("--students", type=click.IntRange(1), help="Class: accounts student01..N (profile masterclass).")
+@click.option("--roster", type=PATH_FILE, help="Class: a CSV of username[,display_name].")
+@click.option("--listen", help="Class: the address or interface students' browsers reach the hub at.")
 @click.pass_context
 def up(ctx, profile, config, name, workers, threads, gpus, origin, port_base, workdir, require, backend, dry_run,
-       output, submit, nodes, walltime, partition, account, interface, runtime, image):
+       output, submit, nodes, walltime, partition, account, interface, runtime, image,
+       students, roster, listen):
     """Bring the facility up and print its URLs."""
     over: dict = {"facility": {}, "dask": {}, "xcache": {}, "slurm": {}, "runtime": {}}
+    if students or roster or listen:
+        from .class_cmds import class_overrides
+        over["masterclass"] = class_overrides(students, roster, listen)
     for section, key, value in (("facility", "name", name), ("dask", "workers", workers),
                                 ("dask", "threads_per_worker", threads), ("dask", "gpus", gpus),
                                 ("xcache", "origin", origin), ("facility", "backend", backend),

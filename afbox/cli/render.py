@@ -46,6 +46,8 @@ def status_text(status: Status, start: str = "afbox up") -> list[str]:
 def urls_text(urls: dict, jupyter_login: str | None, guarded: bool = False,
               unavailable: dict[str, str] | None = None) -> list[str]:
     lines = []
+    if "hub" in urls:
+        lines.append(f"  JupyterHub      {urls['hub']}   (class: afbox class sheet -o sheet.html)")
     if jupyter_login:
         lines.append(f"  JupyterLab      {jupyter_login}")
     if "scheduler" in urls:

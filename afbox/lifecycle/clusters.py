@@ -165,6 +165,9 @@ def up(facility: str | None, cluster: str, env_name: str, workers: int, threads:
     if not be.named_clusters:
         raise AfboxError(f"named clusters run on the local and slurm backends, not on {be.name}",
                          hint="start the facility with --backend local, or use its default cluster")
+    if "hub" in rec.services:
+        raise AfboxError("a class's Dask gateway takes the named clusters' ports for the students' clusters",
+                         hint="in a class every cluster comes from the gateway: afbox.client() in a notebook")
     env = envs.get(env_name)
     if cluster in rec.clusters:
         c = rec.clusters[cluster]

@@ -48,7 +48,7 @@ def context(fac: Facility, host: hostmod.Host | None = None, gpus: tuple = (),
         dask=dask_size(fac, max(1, host.cpus - len(gpus)), host.memory),
         bin_dir=str(Path(sys.executable).parent), xrootd=which(fac.xcache.xrootd), xrootd_user=xrootd_user,
         cache_dir=cache_dir, xrootd_dir=base / "xrootd", cache_size=xcache_size(fac, hostmod.disk_free(str(cache_dir))),
-        as_root=host.is_root,
+        as_root=host.is_root, bwrap=which("bwrap"),
         origin_dir=Path(fac.origin.data_dir).expanduser() if fac.origin.data_dir else data_root() / fac.name / "origin",
         site=dict(site or {}),
     )

@@ -22,6 +22,8 @@ def prepare(ctx: Context) -> None:
         hosts = tuple(dict.fromkeys(("localhost", "127.0.0.1", ctx.bind)))
         ensure_identity(ctx.identity_dir, hosts=hosts)
         ensure_cert(ctx.identity_dir, "dask", hosts=hosts)
+        if ctx.facility.masterclass.enabled and not ctx.facility.masterclass.tls_cert:
+            ensure_cert(ctx.identity_dir, "hub", hosts=tuple(dict.fromkeys((*hosts, ctx.facility.masterclass.listen))))
         hashed_ca_dir(ctx.identity_dir / "ca.pem", ctx.ca_dir)
         lifetime = parse_duration(ctx.facility.auth.token_lifetime)
         token_file.refresh(ctx.token_file, ctx.identity_dir, issuer.url(ctx), issuer.owner(), lifetime)

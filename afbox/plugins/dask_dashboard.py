@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 from ..auth.facility_auth import validator_from_env
 from .http_guard import Guard
@@ -17,5 +18,7 @@ def dask_setup(server) -> None:
     http = getattr(server, "http_server", None)
     if http is None:  # --no-dashboard
         return
-    http.request_callback = Guard(http.request_callback, validator_from_env(), COMPUTE)
+    # a student's cluster (afbox.hub): its dashboard answers its owner only
+    owner = os.environ.get("AFBOX_DASHBOARD_OWNER") or None
+    http.request_callback = Guard(http.request_callback, validator_from_env(), COMPUTE, subject=owner)
     log.info("dashboard requires a facility token (%s)", COMPUTE)

@@ -40,6 +40,7 @@ class FacilityBackend(UnsafeLocalBackend):
     default_host = HOST
     port_first = Integer(0, help="first port of the window clusters take their ports from", config=True)
     port_count = Integer(200, help="size of that window", config=True)
+    slot_size = Integer(SLOT_SIZE, help="ports per cluster: 3 and two per worker", config=True)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -49,7 +50,7 @@ class FacilityBackend(UnsafeLocalBackend):
     def _slot(self, cluster) -> int:
         if cluster.name not in self._slots:
             taken = set(self._slots.values())
-            for first in range(self.port_first, self.port_first + self.port_count - SLOT_SIZE + 1, SLOT_SIZE):
+            for first in range(self.port_first, self.port_first + self.port_count - self.slot_size + 1, self.slot_size):
                 if first not in taken and all(port_free(first + k, HOST) for k in range(FIRST_WORKER)):
                     self._slots[cluster.name] = first
                     break
@@ -68,7 +69,7 @@ class FacilityBackend(UnsafeLocalBackend):
         first = self._slot(cluster)
         used = self._workers.setdefault(cluster.name, {})
         if worker_name not in used:
-            free = [i for i in range((SLOT_SIZE - FIRST_WORKER) // 2) if i not in used.values()]
+            free = [i for i in range((self.slot_size - FIRST_WORKER) // 2) if i not in used.values()]
             if not free:
                 raise RuntimeError(f"cluster {cluster.name} has its {len(used)} workers' ports all in use")
             used[worker_name] = free[0]

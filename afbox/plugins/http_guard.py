@@ -39,8 +39,9 @@ def without_token(target: str) -> str:
 
 
 class Guard(httputil.HTTPServerConnectionDelegate):
-    def __init__(self, inner: httputil.HTTPServerConnectionDelegate, validator: Validator, scope: str):
-        self.inner, self.validator, self.scope = inner, validator, scope
+    def __init__(self, inner: httputil.HTTPServerConnectionDelegate, validator: Validator, scope: str,
+                 subject: str | None = None):
+        self.inner, self.validator, self.scope, self.subject = inner, validator, scope, subject
 
     def start_request(self, server_conn, request_conn):
         return _Checked(self, self.inner.start_request(server_conn, request_conn), request_conn)
@@ -61,7 +62,9 @@ class _Checked(httputil.HTTPMessageDelegate):
             return self.inner.headers_received(start_line, headers)
         token, in_url = request_token(start_line.path, headers)
         try:
-            self.guard.validator.validate(token, self.guard.scope)
+            claims = self.guard.validator.validate(token, self.guard.scope)
+            if self.guard.subject and claims.subject != self.guard.subject:
+                raise TokenRejected(f"a token of {claims.subject!r}, not of the owner")
         except TokenRejected as e:
             log.warning("refused %s %s: %s", start_line.method, urlsplit(start_line.path).path, e.reason)
             return self._answer(401, "Unauthorized", {"WWW-Authenticate": 'Bearer realm="afbox"'},

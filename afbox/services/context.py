@@ -30,6 +30,7 @@ class Context:
     site: dict[str, Any] = field(default_factory=dict)
     # where people reach exposed ports when not at bind:port (k3s: the ingress host)
     ingress_host: str = ""
+    bwrap: str | None = None   # path of bubblewrap, None when not installed (a class's isolation without root)
 
     @property
     def dask_tls(self) -> dict[str, str] | None:

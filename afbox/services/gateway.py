@@ -57,6 +57,9 @@ def config_text(ctx: Context) -> str:
         # workers read root:// through the XCache like the facility's own ones
         "ClusterConfig.environment": dict(cluster_env(ctx)),
     }
+    if ctx.facility.masterclass.enabled:
+        from ..hub.class_gateway import gateway_settings
+        settings |= gateway_settings(ctx)  # students' clusters: as the student, small, culled when idle
     lines = ["# written by afbox; edit the facility spec instead"]
     lines += [f"c.{k} = {v!r}" for k, v in settings.items()]
     return "\n".join(lines) + "\n"

@@ -34,6 +34,8 @@ def case_ctx(case: str) -> Context:
     over = {"facility": {"backend": "k3s", "workdir": "/srv/work"}}
     if case == "remote-origin":
         over["xcache"] = {"origin": "root://eospublic.cern.ch:1094"}
+    if profile == "masterclass":
+        over["masterclass"] = {"students": 3}  # the profile names no students: up's --students does
     fac = load(profile, None, over)
     return Context(facility=fac, state=FacilityState(fac.name), dask=DaskSize(2, 2, 2 * GiB), bin_dir="/venv/bin",
                    xrootd=None, xrootd_user=None, cache_dir=Path("/c/xcache"), xrootd_dir=Path("/c/xrootd"),
@@ -317,11 +319,11 @@ def test_the_flow_table_fails_for_a_namespace_open_to_itself():
 ACCEPTED = {
     "CKV_K8S_40": ("*", "Containers run as uid 1000, the user afbox's images are built with (images/); no "
                         "host path is mounted, so sharing a uid with a host user grants nothing there."),
-    "CKV_K8S_11": ("issuer dask-scheduler gateway jupyter xcache origin",
+    "CKV_K8S_11": ("issuer dask-scheduler gateway jupyter xcache origin hub",
                    "No CPU limit where a service declares no size: a limit throttles interactive work "
                    "(kernels, the scheduler, xrootd serving reads) without protecting anyone the requests "
                    "do not already protect. Workers, sized by Dask, have requests = limits."),
-    "CKV_K8S_13": ("issuer dask-scheduler gateway jupyter xcache origin",
+    "CKV_K8S_13": ("issuer dask-scheduler gateway jupyter xcache origin hub",
                    "No memory limit where a service declares no size: JupyterLab holds every kernel, so a "
                    "limit would kill all of a user's kernels at once; every pod asks for memory instead "
                    "([k3s] memory_request). Workers have their Dask memory limit as their limit."),

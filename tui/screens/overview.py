@@ -52,7 +52,7 @@ class OverviewScreen(BaseScreen):
         Binding("u", "up", "Up"), Binding("d", "down", "Down"), Binding("r", "restart", "Restart"),
         Binding("plus,equals_sign", "scale(1)", "Workers", key_display="+/-"),
         Binding("minus", "scale(-1)", "Fewer workers", show=False),
-        Binding("l", "logs", "Logs"), Binding("j", "jupyter", "Jupyter"),
+        Binding("l", "logs", "Logs"), Binding("j", "jupyter", "Jupyter"), Binding("k", "klass", "Class"),
         Binding("c", "copy_url", "Copy URL", show=False), Binding("question_mark", "app.help", "Help", key_display="?"),
         Binding("n", "next_facility", "Next facility"), Binding("q", "app.quit", "Quit", show=False),
     ]
@@ -91,6 +91,8 @@ class OverviewScreen(BaseScreen):
             return self.is_down
         if action == "next_facility":
             return len(self.others) > 1
+        if action == "klass":  # offered only on a facility running a class
+            return bool(self.overview) and not self.is_down and self.overview.status.row("hub") is not None
         if action in ("down", "restart", "scale", "logs", "jupyter", "copy_url"):
             return not self.is_down
         return True
@@ -236,6 +238,10 @@ class OverviewScreen(BaseScreen):
         if not url:
             self.notify("this facility runs no JupyterLab", timeout=4)
         return url
+
+    def action_klass(self) -> None:
+        from tui.screens.klass import ClassScreen
+        self.app.push_screen(ClassScreen(self.facility))
 
     def action_jupyter(self) -> None:
         if url := self.jupyter_url():

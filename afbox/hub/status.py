@@ -1,0 +1,138 @@
+"""A running class as the tutor sees it: who has logged in, their server, kernels, Dask processes and
+memory, and whether the box admits more. Read from the hub's REST API and the students' processes
+(each carries AFBOX_STUDENT in its environment); `afbox class status` and the console show it."""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import httpx
+import psutil
+
+from .. import record
+from ..errors import AfboxError
+from ..state import FacilityState
+from ..run import which
+from . import isolation, limits, roster
+from .paths import ClassPaths
+from .setup import load_settings, paths_of
+
+STUDENT_ENV = "AFBOX_STUDENT"
+
+
+@dataclass
+class Student:
+    name: str
+    role: str
+    logged_in: bool               # has set their password
+    server: str = "stopped"       # ready, starting, stopping, stopped
+    last_activity: float | None = None
+    kernels: int = 0
+    dask: int = 0                 # scheduler and worker processes
+    memory: int = 0               # bytes, resident, all their processes
+    oom_kills: int = 0
+
+
+@dataclass
+class ClassStatus:
+    facility: str
+    hub: str
+    isolation: str
+    limits: str
+    free_memory: int
+    admit_free: int
+    students: list[Student] = field(default_factory=list)
+    error: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def locate(name: str) -> tuple[dict, ClassPaths, str]:
+    """Settings, paths and public URL of facility `name`'s class; an error when it has none."""
+    state = FacilityState(name)
+    rec = record.read(state)
+    if not rec or "hub" not in rec.services:
+        raise AfboxError(f"facility {name!r} is not running a class",
+                         hint="start one: afbox up --profile masterclass --students N")
+    settings = load_settings(Path(state.dir) / "hub" / "jupyterhub_config.py")
+    return settings, paths_of(settings), rec.services["hub"].urls["hub"].removesuffix("/hub/")
+
+
+def hub_users(settings: dict, paths: ClassPaths) -> list[dict]:
+    token = paths.api_token.read_text().strip()
+    r = httpx.get(f"http://127.0.0.1:{settings['hub_port']}/hub/api/users", timeout=10,
+                  headers={"Authorization": f"token {token}"})
+    r.raise_for_status()
+    return r.json()
+
+
+def student_processes() -> dict[str, list[psutil.Process]]:
+    """Each student's processes: servers, kernels, Dask, found by the marker in their environment."""
+    out: dict[str, list[psutil.Process]] = {}
+    for p in psutil.process_iter(["cmdline"]):
+        argv = p.info["cmdline"] or []
+        cmd = " ".join(argv)
+        if not argv or Path(argv[0]).name == "bwrap" or "python" not in cmd or not any(k in cmd for k in ("afbox.hub.singleuser", "ipykernel", "dask")):
+            continue
+        try:
+            who = p.environ().get(STUDENT_ENV)
+        except (psutil.Error, OSError):
+            continue
+        if who:
+            out.setdefault(who, []).append(p)
+    return out
+
+
+def _server_state(user: dict) -> str:
+    server = (user.get("servers") or {}).get("", {})
+    if not server:
+        return "stopped"
+    if server.get("ready"):
+        return "ready"
+    return server.get("pending") or "starting"
+
+
+def _memory(procs: list[psutil.Process]) -> int:
+    total = 0
+    for p in procs:
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+def class_status(name: str) -> ClassStatus:
+    settings, paths, hub = locate(name)
+    accts = roster.load(paths.accounts)
+    groups = limits.detect(settings["as_root"], f"afbox/{settings['facility']}")
+    mode = isolation.choose(settings["isolation"], settings["as_root"], which("bwrap"))[0] or "none"
+    out = ClassStatus(facility=name, hub=hub, isolation=mode, limits=groups.kind,
+                      free_memory=psutil.virtual_memory().available, admit_free=settings["admit_free"])
+    try:
+        users = {u["name"]: u for u in hub_users(settings, paths)}
+    except (OSError, httpx.HTTPError) as e:
+        users, out.error = {}, f"the hub did not answer: {e}"
+    procs = student_processes()
+    for a in sorted(accts.accounts.values(), key=lambda a: (a.role != "student", a.name)):
+        u = users.get(a.name, {})
+        mine = procs.get(a.name, [])
+        cmds = [" ".join(p.info["cmdline"] or []) for p in mine]
+        last = u.get("last_activity")
+        out.students.append(Student(
+            name=a.name, role=a.role, logged_in=a.password is not None, server=_server_state(u) if u else "stopped",
+            last_activity=_epoch(last) if last else None,
+            kernels=sum("ipykernel" in c for c in cmds), dask=sum("dask" in c for c in cmds),
+            memory=_memory(mine), oom_kills=groups.oom_kills(a.name)))
+    return out
+
+
+def _epoch(iso: str) -> float:
+    from datetime import datetime
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def idle_for(s: Student, now: float | None = None) -> float | None:
+    return None if s.last_activity is None else (now or time.time()) - s.last_activity
