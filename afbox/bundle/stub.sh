@@ -33,7 +33,7 @@ esac
 need_major=${AFBOX_GLIBC%%.*}; need_minor=${AFBOX_GLIBC#*.}
 have_major=${have%%.*}; have_minor=${have#*.}; have_minor=${have_minor%%.*}
 if [ "$have_major" -lt "$need_major" ] || { [ "$have_major" -eq "$need_major" ] && [ "$have_minor" -lt "$need_minor" ]; }; then
-  die "needs glibc $AFBOX_GLIBC or newer (Debian 12, Ubuntu 22.10, Fedora 37, RHEL 10 and later); this system has glibc $have. Here, install afbox with ./install.sh (Python >= 3.11) instead."
+  die "needs glibc $AFBOX_GLIBC or newer; this system has glibc $have. Here, install afbox with ./install.sh (Python >= 3.11) instead."
 fi
 
 home=${AFBOX_HOME:-${XDG_CACHE_HOME:-${HOME:?HOME is not set}/.cache}/afbox}

@@ -164,7 +164,7 @@ def main(argv: list[str]) -> int:
     path, tmp, dest = argv
     try:
         took = unpack(path, tmp, dest)
-    except Damaged as e:
+    except (Damaged, ImportError) as e:
         print(f"afbox.run: {path} is damaged ({e}); copy it again. Nothing was unpacked.", file=sys.stderr)
         return 1
     except OSError as e:
