@@ -67,5 +67,6 @@ PATH=$rt/usr/bin:$PATH
 AFBOX_BUNDLE=$rt
 AFBOX_BUNDLE_FILE=$self
 export PATH AFBOX_BUNDLE AFBOX_BUNDLE_FILE
+unset PYTHONHOME  # another Python's home would send the bundled one's children (kernels, workers) there
 exec "$rt/$AFBOX_PYTHON" -I -m afbox "$@"
 exit 1
