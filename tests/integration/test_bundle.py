@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 PORT_BASE = 29000
 HOME = f"/home/{USER}"
 FIGURES: dict[str, str] = {}
+AGC = ("dask", "tabulate")  # tabulate: in none of afbox's own wheels
 
 pytestmark = [
     pytest.mark.integration, pytest.mark.timeout(1500),
@@ -49,10 +50,15 @@ def built(tmp_path_factory, request) -> Path:
     tmp = tmp_path_factory.mktemp("bundle")
     src = clean_checkout(tmp / "src")
     out = tmp / "afbox.run"
+    # a named environment on the connected machine, with a package the bundle does not carry otherwise
+    env = {**os.environ, "XDG_DATA_HOME": str(tmp / "data")}
+    p = subprocess.run([str(BIN / "afbox"), "env", "create", "agc", *AGC], env=env, capture_output=True, text=True,
+                       timeout=600, stdin=subprocess.DEVNULL)
+    assert p.returncode == 0, f"env create failed:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
     t0 = time.monotonic()
     p = subprocess.run([str(BIN / "afbox"), "bundle", "build", "-o", str(out), "--with-data", "demo",
-                        "--source", str(src), "--cache", str(cache_dir() / "build")],
-                       capture_output=True, text=True, timeout=1400, stdin=subprocess.DEVNULL)
+                        "--with-env", "agc", "--source", str(src), "--cache", str(cache_dir() / "build")],
+                       env=env, capture_output=True, text=True, timeout=1400, stdin=subprocess.DEVNULL)
     assert p.returncode == 0, f"bundle build failed:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
     FIGURES["build"] = f"{time.monotonic() - t0:.0f}s (downloads cached in {cache_dir() / 'build'})"
     FIGURES["size (with demo data)"] = f"{out.stat().st_size / 2**20:.0f} MiB"
@@ -172,9 +178,17 @@ def test_a_bundled_demo_file_reads_through_the_xcache_with_a_token(box, info):
 def test_env_create_builds_on_the_bundled_python_offline(box, info):
     p = box.run("./afbox.run env create t1 dask", timeout=600)
     assert "environment 't1' built" in p.stdout, p.stdout + p.stderr
-    env = json.loads(box.run("./afbox.run env list --json").stdout)[0]
+    env = next(e for e in json.loads(box.run("./afbox.run env list --json").stdout) if e["name"] == "t1")
     probe = box.run(f"{env['path']}/bin/python -c 'import sys, distributed, XRootD, ipykernel; print(sys.base_prefix)'")
     assert probe.stdout.strip() == f"{rt(info)}/usr"
+
+
+def test_a_carried_environment_builds_offline_without_its_requirements(box, info):
+    assert any(p.startswith("tabulate==") for p in info["envs"]["agc"])
+    p = box.run("./afbox.run env create agc", timeout=600)
+    assert "requirements this bundle carries for 'agc'" in p.stdout and "environment 'agc' built" in p.stdout
+    env = next(e for e in json.loads(box.run("./afbox.run env list --json").stdout) if e["name"] == "agc")
+    box.run(f"{env['path']}/bin/python -c 'import tabulate, dask, distributed'")
 
 
 def test_install_puts_afbox_on_path(box):
