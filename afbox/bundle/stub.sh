@@ -19,7 +19,7 @@ die() { say "$@"; exit 1; }
 
 self=$0
 case $self in */*) ;; *) self=$(command -v -- "$self") || die "cannot find myself ($0)" ;; esac
-case $self in /*) ;; *) self=$(pwd)/$self ;; esac
+case $self in /*) ;; *) self=$(cd "$(dirname -- "$self")" && pwd)/$(basename -- "$self") ;; esac
 [ -r "$self" ] || die "cannot read $self"
 
 # The floor: the bundled programs need this glibc or newer; say so instead of failing in the loader.
@@ -41,10 +41,11 @@ rt=$home/rt/$AFBOX_SHA256
 
 unpack() {
   mkdir -p "$home/rt" || die "cannot create $home/rt (set AFBOX_HOME to a writable directory)"
-  # One unpack at a time; a run that waited here finds the tree made by the other.
-  if command -v flock >/dev/null 2>&1; then
-    exec 9>>"$home/rt/.lock" && flock 9 || die "cannot lock $home/rt/.lock"
+  # One unpack at a time; a run that waited here finds the tree made by the other. Where locks do
+  # not work (some network filesystems) the rename below still lets only one tree into place.
+  if command -v flock >/dev/null 2>&1 && exec 9>>"$home/rt/.lock" && flock 9 2>/dev/null; then
     [ -f "$rt/.afbox-unpacked" ] && return 0
+    rm -rf "$home/rt"/.unpack-*  # left by a run killed mid-way; none other runs while we hold the lock
   fi
   command -v sha256sum >/dev/null 2>&1 || die "needs sha256sum (coreutils) to check this file"
   say "first run: checking $self and unpacking it into $rt (once) ..."

@@ -62,6 +62,7 @@ def run(bundle: Path, home: Path, *args: str) -> subprocess.CompletedProcess:
 def test_first_run_unpacks_once_and_later_runs_start_at_once(tmp_path):
     b = make_bundle(tmp_path)
     h = layout.read_header(b)
+    (tmp_path / "afbox" / "rt" / ".unpack-killed" / "usr").mkdir(parents=True)  # a first run killed mid-way
     first = run(b, tmp_path, "status")
     assert first.returncode == 0, first.stderr
     assert "first run" in first.stderr and "bundled python ran: -I -m afbox status" in first.stdout
