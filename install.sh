@@ -21,7 +21,8 @@ say() { printf '[afbox install] %s\n' "$*"; }
 APT_PKGS=(xrootd-server xrootd-server-plugins xrootd-client xrootd-scitokens-plugins openssl python3-venv bubblewrap)
 # JupyterHub's proxy (configurable-http-proxy) runs on Node; a Node from elsewhere (nodesource) will do
 command -v npm >/dev/null || APT_PKGS+=(nodejs npm)
-[ "$DEV" = 1 ] && APT_PKGS+=(tmux procps slurm-wlm munge)
+# debootstrap: the single-file bundle's tests unpack it in a fresh minimal Debian root
+[ "$DEV" = 1 ] && APT_PKGS+=(tmux procps slurm-wlm munge debootstrap)
 missing=()
 if command -v dpkg-query >/dev/null; then
   for p in "${APT_PKGS[@]}"; do

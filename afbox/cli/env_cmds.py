@@ -33,6 +33,12 @@ def env():
 def env_create(name, packages, requirements, lock, python, image):
     """Build environment NAME (or reuse an identical one); PACKAGES are extra requirement lines."""
     t0 = time.monotonic()
+    if not (packages or requirements or lock or image):
+        from ..bundle import runtime
+        carried = runtime.env_requirements(name)
+        if carried:
+            click.echo(f"using the requirements this bundle carries for {name!r}")
+            requirements = str(carried)
     _print_events(envs.create(name, requirements, packages, lock, python, image))
     e = envs.get(name)
     kernel = f"Jupyter kernel \"Python ({name})\"" if e.version("ipykernel") or not e.image else "no Jupyter kernel"

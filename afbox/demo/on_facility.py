@@ -27,10 +27,14 @@ def datasets_root(rec: FacilityRecord) -> Path:
     return Path(rec.origin_dir) / DATASET
 
 
-def new_dataset_dir(rec: FacilityRecord, events: int, files: int, seed: int) -> Path:
+def dataset_name(events: int, files: int, seed: int) -> str:
     """One folder per (events, files, seed): same parameters give the same bytes, and files with
     other contents get other names, so the XCache never serves a stale copy."""
-    name = f"{events}ev-{files}f-seed{seed}"
+    return f"{events}ev-{files}f-seed{seed}"
+
+
+def new_dataset_dir(rec: FacilityRecord, events: int, files: int, seed: int) -> Path:
+    name = dataset_name(events, files, seed)
     (datasets_root(rec)).mkdir(parents=True, exist_ok=True)
     (datasets_root(rec) / "CURRENT").write_text(name + "\n")
     return datasets_root(rec) / name

@@ -15,6 +15,7 @@ from typing import Iterator
 from packaging.utils import canonicalize_name
 
 from .. import events as ev
+from ..bundle import runtime as bundle_runtime
 from ..errors import AfboxError, CommandError
 from ..run import require, run, which
 from ..runtimes import apptainer
@@ -79,8 +80,8 @@ def _lock_tool(kind: str) -> str:
 
 
 def _uv_env() -> dict[str, str]:
-    # no prompts, no colour codes in the error text shown to the user
-    return {"UV_NO_PROGRESS": "1", "NO_COLOR": "1"}
+    # no prompts, no colour codes in the error text shown to the user; from a bundle: its wheels
+    return {"UV_NO_PROGRESS": "1", "NO_COLOR": "1", **bundle_runtime.uv_env()}
 
 
 def create(name: str, requirements: str | None = None, packages: tuple[str, ...] = (), lock: str | None = None,

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from .. import backends, events as ev, record, services
+from ..bundle import runtime as bundle_runtime
 from ..errors import AfboxError
 from ..facility import Facility
 from ..record import AuthRecord, DaskRecord, FacilityRecord, GpuRecord, KeycacheRecord, TlsRecord
@@ -44,6 +45,9 @@ def up(fac: Facility) -> Iterator[ev.Event]:
     be.preflight(ctx, specs)
     ctx.facility.workdir.mkdir(parents=True, exist_ok=True)
     credentials.prepare(ctx)
+    if ctx.facility.local_origin:
+        for line in bundle_runtime.seed_origin(ctx.origin_dir):
+            yield ev.Event(ev.INFO, "", line)
     for s in specs:
         if s.unavailable:
             yield ev.Event(ev.UNAVAILABLE, s.name, s.unavailable)
