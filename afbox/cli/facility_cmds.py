@@ -44,8 +44,10 @@ def _print_events(stream) -> None:
 @click.option("--interface", help="Network interface Dask binds to (HPC: one the other nodes reach).")
 @click.option("--runtime", type=click.Choice(["none", "apptainer"]), help="Run every service in a container runtime.")
 @click.option("--image", help="--runtime apptainer: docker://..., a .sif path or a directory.")
+@click.option("--force", is_flag=True,
+              help="First stop what an earlier run left running (services whose supervisor died).")
 def up(profile, config, name, workers, threads, gpus, origin, port_base, workdir, require, backend, dry_run,
-       output, submit, nodes, walltime, partition, account, interface, runtime, image):
+       output, submit, nodes, walltime, partition, account, interface, runtime, image, force):
     """Bring the facility up and print its URLs."""
     over: dict = {"facility": {}, "dask": {}, "xcache": {}, "slurm": {}, "runtime": {}}
     for section, key, value in (("facility", "name", name), ("dask", "workers", workers),
@@ -71,7 +73,7 @@ def up(profile, config, name, workers, threads, gpus, origin, port_base, workdir
         _print_events(submit_and_wait(fac))
     else:
         try:
-            _print_events(lifecycle.up(fac))
+            _print_events(lifecycle.up(fac, force=force))
         except ServiceFailed as e:
             click.echo(render.event_line(ev.Event(ev.FAILED, e.service, e.reason)))
             click.echo("everything this run started has been stopped")

@@ -32,11 +32,13 @@ def table(columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
 
 
 def status_text(status: Status) -> list[str]:
+    problem = [f"problem: {status.problem}"] if status.problem else []
     if status.down:
         ended = (status.slurm or {}).get("message")
-        return [ended or f"facility {status.facility!r} is down (start it with: afbox up)"]
-    head = f"facility {status.facility!r} ({status.profile} profile, {status.backend} backend): {status.state}"
-    lines = [head, "", *table(STATUS_COLUMNS, status_rows(status))]
+        return [ended or f"facility {status.facility!r} is down (start it with: afbox up)", *problem]
+    known = f" ({status.profile} profile, {status.backend} backend)" if status.backend else ""
+    head = f"facility {status.facility!r}{known}: {status.state}"
+    lines = [head, *problem, "", *table(STATUS_COLUMNS, status_rows(status))]
     if s := status.slurm:
         lines += ["", f"SLURM job {s['job_id']}: {s['job_state']}, {human_duration(s.get('time_left'))} left"]
         lines += [f"warning: {s['warning']}"] if s.get("warning") else []

@@ -19,14 +19,19 @@ from . import clusters, credentials
 from .contexts import context, context_from, detect_gpus, running
 
 
-def up(fac: Facility) -> Iterator[ev.Event]:
-    """Bring the facility up; a no-op (same URLs) when it is already up."""
+def up(fac: Facility, force: bool = False) -> Iterator[ev.Event]:
+    """Bring the facility up; a no-op (same URLs) when it is already up. What an earlier run left
+    behind (services whose supervisor died, a record that cannot be read) is refused, or with
+    force stopped first."""
     fac = in_allocation(fac)
     state = FacilityState(fac.name)
     be = backends.get(fac.facility.backend, state)
-    if be.running() and record.read(state):
+    rec, unreadable = record.read_or_why(state)
+    running = be.running()
+    if running and rec:
         yield ev.Event(ev.INFO, "", f"facility {fac.name!r} is already up")
         return
+    yield from leftovers(fac.name, be, running, unreadable, force)
     site = be.site(fac)  # what only the backend knows: SLURM's addresses, sizes per node
     report, devices = detect_gpus(site.facility)
     for line in report.problems if report else ():
@@ -50,6 +55,29 @@ def up(fac: Facility) -> Iterator[ev.Event]:
     rec.gpus = GpuRecord(report=report.to_dict() if report else None,
                          workers={f"dask-gpu-{k}": d.to_dict() for k, d in enumerate(devices)})
     record.write(state, rec)
+
+
+def leftovers(name: str, be: backends.Backend, running: bool, unreadable: str | None, force: bool
+              ) -> Iterator[ev.Event]:
+    """Before a fresh start: nothing of an earlier run may still hold the facility's ports and dirs."""
+    state = FacilityState(name)
+    if running:
+        what = f"facility {name!r} is running, but " + (unreadable or "it has no record")
+        stop = be.down
+    elif orphans := be.orphans():
+        what = (f"facility {name!r} has {len(orphans)} service(s) left running by a supervisor that died: "
+                + ", ".join(o.name for o in orphans))
+        stop = be.reap
+    else:
+        what, stop = "", None
+    if stop and not force:
+        raise AfboxError(what, details=[unreadable] if unreadable and not running else [],
+                         hint=f"afbox up --force stops them and starts afresh (afbox down --name {name} only stops them)")
+    if stop:
+        yield ev.Event(ev.INFO, "", f"{what}: stopping them first (--force)")
+        yield from stop()
+    if unreadable and (aside := record.set_aside(state)):
+        yield ev.Event(ev.INFO, "", f"{unreadable}; moved to {aside}")
 
 
 def in_allocation(fac: Facility) -> Facility:
@@ -115,12 +143,23 @@ def restart(name: str, service: str) -> None:
 
 def down(name: str) -> Iterator[ev.Event]:
     state = FacilityState(name)
-    rec = record.read(state)
+    rec, unreadable = record.read_or_why(state)
     be = backends.get(rec.backend if rec else "local", state)
-    if not rec and not be.running():
+    if unreadable:
+        yield ev.Event(ev.INFO, "", unreadable)
+    if not rec and not be.running() and not be.orphans():
+        if unreadable and (aside := record.set_aside(state)):
+            yield ev.Event(ev.INFO, "", f"nothing of it runs; the record was moved to {aside}")
         yield ev.Event(ev.INFO, "", f"facility {name!r} is not running; nothing to stop")
         return
-    yield from be.down()
+    stopped = False
+    for e in be.down():
+        stopped = True
+        yield e
+    if not stopped:
+        yield ev.Event(ev.INFO, "", f"nothing of facility {name!r} was running; its record is cleared")
+    if unreadable:
+        record.set_aside(state)
     state.clear()
     clusters.sync_kernels(state, {})  # named clusters stopped with everything: their kernels must not point at them
     if rec and rec.jupyter_token_file:

@@ -16,6 +16,7 @@ DISK_LOW, DISK_HIGH = 0.90, 0.95   # fractions of the filesystem the cache leave
 BASELINE, NOMINAL = 0.70, 0.85     # of the cache size
 INSTALL_HINT = "install it with: apt-get install xrootd-server xrootd-server-plugins xrootd-client"
 TLS_FILES = ("server.pem", "server-key.pem", "ca.pem")  # xrootd's own copies of the facility's
+MIN_FILESYSTEM = 10 * 1024 ** 2  # XrdPfc refuses a cache filesystem smaller than 10 MB in all
 
 
 def enabled(fac: Facility) -> bool:
@@ -135,7 +136,7 @@ def render(ctx: Context) -> list[ServiceSpec]:
               ("origin", ctx.facility.xcache.origin or f"root://localhost:{port(ctx.base, 'origin')}")),
         primary="root", links=(("xcache", "root"),),
         state_dirs=(str(ctx.xrootd_dir), str(admin_dir(ctx))),
-        volumes=(Volume("cache", str(ctx.cache_dir), ctx.cache_size),),
+        volumes=(Volume("cache", str(ctx.cache_dir), ctx.cache_size, min_filesystem=MIN_FILESYSTEM),),
         files=files(ctx), image_role="xrootd", run_as=ctx.xrootd_user or "",
         unavailable=None if ctx.xrootd else f"xrootd is not installed; {INSTALL_HINT}",
     )]
