@@ -6,7 +6,7 @@ import time
 
 import click
 
-from .. import events as ev, lifecycle, record
+from .. import events as ev, lifecycle, record, timeline
 from ..errors import AfboxError, ServiceFailed
 from ..facility import BACKENDS, load, profiles
 from ..state import FacilityState, known_facilities, resolve_name
@@ -46,9 +46,11 @@ def _print_events(stream) -> None:
 @click.option("--image", help="--runtime apptainer: docker://..., a .sif path or a directory.")
 @click.option("--force", is_flag=True,
               help="First stop what an earlier run left running (services whose supervisor died).")
+@click.option("--timings", is_flag=True, help="Print where the time went: afbox's own steps and each service.")
 def up(profile, config, name, workers, threads, gpus, origin, port_base, workdir, require, backend, dry_run,
-       output, submit, nodes, walltime, partition, account, interface, runtime, image, force):
+       output, submit, nodes, walltime, partition, account, interface, runtime, image, force, timings):
     """Bring the facility up and print its URLs."""
+    tl = _start_timeline() if timings else None
     over: dict = {"facility": {}, "dask": {}, "xcache": {}, "slurm": {}, "runtime": {}}
     for section, key, value in (("facility", "name", name), ("dask", "workers", workers),
                                 ("dask", "threads_per_worker", threads), ("dask", "gpus", gpus),
@@ -62,7 +64,8 @@ def up(profile, config, name, workers, threads, gpus, origin, port_base, workdir
             over[section][key] = value
     if require:
         over["facility"]["require"] = list(require)
-    fac = load(profile, config, over)
+    with timeline.span("facility file read"):
+        fac = load(profile, config, over)
     if dry_run:
         from .k3s_cmds import dry_run as k3s_dry_run
         return k3s_dry_run(fac, output)
@@ -73,7 +76,8 @@ def up(profile, config, name, workers, threads, gpus, origin, port_base, workdir
         _print_events(submit_and_wait(fac))
     else:
         try:
-            _print_events(lifecycle.up(fac, force=force))
+            stream = lifecycle.up(fac, force=force)
+            _print_events(tl.events(stream) if tl else stream)
         except ServiceFailed as e:
             click.echo(render.event_line(ev.Event(ev.FAILED, e.service, e.reason)))
             click.echo("everything this run started has been stopped")
@@ -88,6 +92,19 @@ def up(profile, config, name, workers, threads, gpus, origin, port_base, workdir
         click.echo(f"\nwhen done: afbox down --name {fac.name}   (cancels the job)")
     else:
         click.echo("\nin a notebook:   import afbox; client = afbox.client()")
+    if tl:
+        click.echo("\nwhere the time went:")
+        for line in timeline.render(tl, time.time()):
+            click.echo(f"  {line}")
+
+
+def _start_timeline() -> timeline.Timeline:
+    """From this process' start: the interpreter and afbox's imports come first."""
+    import psutil
+    born = psutil.Process().create_time()
+    tl = timeline.record(born)
+    tl.add("python started, afbox imported", born, time.time())
+    return tl
 
 
 @click.command()

@@ -5,7 +5,8 @@ from .. import events as ev
 from ..lifecycle.status import Status
 from ..units import human_bytes, human_duration
 
-__all__ = ["event_line", "human_bytes", "human_duration", "status_rows", "status_text", "table", "urls_text"]
+__all__ = ["cache_hits", "event_line", "human_bytes", "human_duration", "status_rows", "status_text", "table",
+           "urls_text"]
 
 MARK = {ev.STARTING: "..", ev.HEALTHY: "ok", ev.FAILED: "!!", ev.UNAVAILABLE: "--",
         ev.STOPPING: "..", ev.STOPPED: "ok", ev.INFO: "  "}
@@ -58,3 +59,13 @@ def urls_text(urls: dict, jupyter_login: str | None, guarded: bool = False) -> l
     if "gateway" in urls:
         lines.append(f"  Dask gateway    {urls['gateway']}   (afbox.gateway(); token: afbox token)")
     return lines
+
+
+def cache_hits(s: dict) -> list[str]:
+    """The XCache's hits and misses (afbox.cache.stats), by requests and by bytes."""
+    if s.get("hits") is None:
+        return ["hits/misses      not reported (xrdpfc_print, from xrootd-server, reads them)"]
+    rate = lambda r: "-" if r is None else f"{r:.0%}"  # noqa: E731
+    return [f"hits/misses      {s['hits']} / {s['misses']} file accesses (hit rate {rate(s['hit_rate_requests'])})",
+            f"bytes            {human_bytes(s['hit_bytes'])} served from the cache, {human_bytes(s['miss_bytes'])} "
+            f"fetched from the origin (hit rate {rate(s['hit_rate_bytes'])})"]

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from .. import backends, events as ev, record, services
+from .. import backends, events as ev, record, services, timeline
 from ..errors import AfboxError
 from ..facility import Facility
 from ..record import AuthRecord, DaskRecord, FacilityRecord, GpuRecord, KeycacheRecord, TlsRecord
@@ -32,29 +32,35 @@ def up(fac: Facility, force: bool = False) -> Iterator[ev.Event]:
         yield ev.Event(ev.INFO, "", f"facility {fac.name!r} is already up")
         return
     yield from leftovers(fac.name, be, running, unreadable, force)
-    site = be.site(fac)  # what only the backend knows: SLURM's addresses, sizes per node
-    report, devices = detect_gpus(site.facility)
+    with timeline.span("where it runs (host, backend)"):
+        site = be.site(fac)  # what only the backend knows: SLURM's addresses, sizes per node
+    with timeline.span("gpu detection"):
+        report, devices = detect_gpus(site.facility)
     for line in report.problems if report else ():
         yield ev.Event(ev.INFO, "", f"gpu: {line}")
     if devices:
         yield ev.Event(ev.INFO, "", f"gpu: {len(devices)} GPU worker(s): " + ", ".join(
             f"{d.label} {d.model}" for d in devices))
-    ctx = context(site.facility, site.host, devices, site.facts)
-    specs = be.place(ctx, services.render(be.view(ctx)))  # e.g. SLURM: one srun step for all workers
+    with timeline.span("services rendered"):
+        ctx = context(site.facility, site.host, devices, site.facts)
+        specs = be.place(ctx, services.render(be.view(ctx)))  # e.g. SLURM: one srun step for all workers
     for s in specs:
         if s.unavailable and s.name in ctx.facility.facility.require:
             raise AfboxError(f"{s.name} is required but unavailable", hint=s.unavailable)
-    be.preflight(ctx, specs)
-    ctx.facility.workdir.mkdir(parents=True, exist_ok=True)
-    credentials.prepare(ctx)
+    with timeline.span("preflight (ports, filesystems)"):
+        be.preflight(ctx, specs)
+    with timeline.span("credentials (keys, tokens)"):
+        ctx.facility.workdir.mkdir(parents=True, exist_ok=True)
+        credentials.prepare(ctx)
     for s in specs:
         if s.unavailable:
             yield ev.Event(ev.UNAVAILABLE, s.name, s.unavailable)
     yield from be.up(ctx, specs)
-    rec = new_record(ctx, specs, be.name)
-    rec.gpus = GpuRecord(report=report.to_dict() if report else None,
-                         workers={f"dask-gpu-{k}": d.to_dict() for k, d in enumerate(devices)})
-    record.write(state, rec)
+    with timeline.span("record written"):
+        rec = new_record(ctx, specs, be.name)
+        rec.gpus = GpuRecord(report=report.to_dict() if report else None,
+                             workers={f"dask-gpu-{k}": d.to_dict() for k, d in enumerate(devices)})
+        record.write(state, rec)
 
 
 def leftovers(name: str, be: backends.Backend, running: bool, unreadable: str | None, force: bool

@@ -92,10 +92,18 @@ def config_text(ctx: Context) -> str:
         f"pfc.diskusage {DISK_LOW} {DISK_HIGH} files {mib(size * BASELINE)} {mib(size * NOMINAL)} {mib(size)}",
         f"all.adminpath {admin_dir(ctx)}",
         f"all.pidpath {admin_dir(ctx)}",
+        *statistics_lines(),
         *auth_lines(ctx),
         *x.extra_config,
     ]
     return "\n".join(lines) + "\n"
+
+
+def statistics_lines() -> list[str]:
+    """The cache's access records (afbox cache stats) are written when a file is closed; a close
+    that waits for the file's blocks to reach the disk is retried every 10 s (xrootd's default: 30 s,
+    which leaves a cold read out of the counts for half a minute), for up to 3 minutes as before."""
+    return ["pss.ciosync 10 18"]
 
 
 def xrootd_argv(ctx: Context, config, instance: str) -> tuple[str, ...]:

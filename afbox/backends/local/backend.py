@@ -11,7 +11,7 @@ from typing import Iterator
 
 import psutil
 
-from ... import events as ev
+from ... import events as ev, timeline
 from ...errors import AfboxError, ServiceFailed
 from ...health import check
 from ...logscan import last_lines
@@ -84,9 +84,12 @@ class LocalBackend(Hooks):
     def up(self, ctx: Context, specs: list[ServiceSpec]) -> Iterator[ev.Event]:
         runnable = [s for s in specs if not s.unavailable]
         timeout = ctx.facility.facility.start_timeout
-        for line in lay_out(specs, self.state):
+        with timeline.span("files laid out"):
+            warnings = lay_out(specs, self.state)
+        for line in warnings:
             yield ev.Event(ev.INFO, "", line)
-        self._start_supervisord(specs)
+        with timeline.span("supervisord started"):
+            self._start_supervisord(specs)
         started: list[str] = []
         try:
             yield from self._start_in_order(runnable, timeout, started)
