@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import warnings
 
 from .errors import AfboxError
 from .state import FacilityState, known_facilities, resolve_name
@@ -24,11 +25,24 @@ def _record(name: str | None) -> dict | None:
 def _locate(name: str | None, cluster: str | None) -> tuple[dict | None, str | None]:
     """The facility record and named cluster that (name, cluster) mean; the rule is in client()."""
     here = os.environ.get("AFBOX_FACILITY")  # set inside the facility's Jupyter
-    if name and cluster is None and name not in known_facilities():
+    if name and cluster is None:
         rec = _record(here) or {}
         if name in (rec.get("clusters") or {}):
-            return rec, name
+            if name not in known_facilities():
+                return rec, name
+            return _ambiguous(name, here, rec)
     return _record(name or here), cluster
+
+
+def _ambiguous(name: str, here: str | None, rec: dict) -> tuple[dict | None, str | None]:
+    """`name` is a facility and a named cluster: in that cluster's own kernel ("Python (ENV)") the
+    cluster, elsewhere the facility's default cluster; either way a warning that says which."""
+    mine = os.environ.get("AFBOX_CLUSTER") == name
+    which = "the named cluster (this kernel's)" if mine else f"the default cluster of facility {name!r}"
+    warnings.warn(f"{name!r} names both a facility and a named cluster of facility {rec.get('facility') or here!r}; "
+                  f"connecting to {which}. afbox.client(cluster={name!r}) always means the named cluster",
+                  UserWarning, stacklevel=4)  # the caller of client() et al.
+    return (rec, name) if mine else (_record(name), None)
 
 
 def scheduler_address(name: str | None = None, cluster: str | None = None) -> str:
@@ -36,7 +50,10 @@ def scheduler_address(name: str | None = None, cluster: str | None = None) -> st
     with `cluster`, that named cluster's (afbox cluster up)."""
     if not name and not cluster and os.environ.get("AFBOX_SCHEDULER"):
         return os.environ["AFBOX_SCHEDULER"]
-    rec, cluster = _locate(name, cluster)
+    return _address(*_locate(name, cluster))
+
+
+def _address(rec: dict | None, cluster: str | None) -> str:
     if cluster:
         named = (rec or {}).get("clusters") or {}
         if cluster not in named:
@@ -92,14 +109,19 @@ def client(name: str | None = None, cluster: str | None = None, **kwargs):
     """A distributed.Client connected to the facility's Dask cluster: `client = afbox.client()`.
 
     `afbox.client(cluster="agc")` connects to the named cluster "agc" (afbox cluster up) of the
-    facility; `afbox.client("agc")` does too when no facility is called "agc" but a named cluster is
-    (a facility of that name wins). `afbox.client("fac", cluster="agc")` names both."""
+    facility; `afbox.client("agc")` does too when no facility is called "agc" but a named cluster is.
+    When both are, it warns and means the named cluster inside that cluster's own kernel, the
+    facility elsewhere. `afbox.client("fac", cluster="agc")` names both."""
     from distributed import Client
 
     if not name and not cluster and os.environ.get("AFBOX_STUDENT") and os.environ.get("AFBOX_GATEWAY"):
         return _student_client(**kwargs)
-    kwargs.setdefault("security", security(name, cluster))
-    return Client(scheduler_address(name, cluster), **kwargs)
+    if not name and not cluster and os.environ.get("AFBOX_SCHEDULER"):
+        kwargs.setdefault("security", security())
+        return Client(os.environ["AFBOX_SCHEDULER"], **kwargs)
+    rec, cluster = _locate(name, cluster)  # once: an ambiguous name warns once
+    kwargs.setdefault("security", record_security(rec or {}))
+    return Client(_address(rec, cluster), **kwargs)
 
 
 _student_clusters: list = []  # keeps the student's cluster object alive as long as the kernel

@@ -1,6 +1,8 @@
 """Errors afbox shows to people: each says what went wrong and what to do about it."""
 from __future__ import annotations
 
+from .logscan import explain
+
 
 class AfboxError(Exception):
     """An error with a one-line message and an optional hint (the fix)."""
@@ -38,9 +40,12 @@ class MissingBinary(AfboxError):
 
 
 class ServiceFailed(AfboxError):
-    """A service that did not become healthy; details hold the tail of its log."""
+    """A service that did not become healthy; details hold the tail of its log, and the reason ends
+    with the line of its log (log: more of it than the tail, when at hand) that says why."""
 
-    def __init__(self, service: str, reason: str, log_tail: list[str], log_path: str | None = None):
+    def __init__(self, service: str, reason: str, log_tail: list[str], log_path: str | None = None,
+                 log: list[str] | None = None, exited: bool = False):
+        reason = explain(reason, log if log is not None else log_tail, exited)
         hint = f"full log: {log_path}" if log_path else None
         super().__init__(f"service {service} {reason}", hint=hint,
                          details=[f"--- last {len(log_tail)} lines of its log ---", *log_tail] if log_tail else [])

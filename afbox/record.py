@@ -175,11 +175,39 @@ def upgrade_v1(data: dict) -> dict:
 
 # -- on disk --------------------------------------------------------------------------------------
 def read(state: FacilityState) -> FacilityRecord | None:
-    """The facility's record; None when there is none (or it cannot be read as one)."""
+    """The facility's record; None when there is none (or it cannot be read as one: see unreadable)."""
+    return read_or_why(state)[0]
+
+
+def read_or_why(state: FacilityState) -> tuple[FacilityRecord | None, str | None]:
+    """The facility's record, or None and why a record that is there cannot be read (None when
+    there simply is none)."""
+    path = state.record_file
     try:
-        return FacilityRecord.model_validate_json(state.record_file.read_text())
-    except (OSError, ValueError, ValidationError):
+        text = path.read_text()
+    except FileNotFoundError:
+        return None, None
+    except OSError as e:
+        return None, f"the facility's record {path} cannot be read: {e.strerror or e}"
+    try:
+        return FacilityRecord.model_validate_json(text), None
+    except ValidationError as e:
+        first = e.errors()[0] if e.errors() else {}
+        where = ".".join(str(x) for x in first.get("loc", ())) or "record"
+        return None, f"the facility's record {path} cannot be read: {where}: {first.get('msg', e)}"
+    except ValueError as e:
+        return None, f"the facility's record {path} cannot be read: {e}"
+
+
+def set_aside(state: FacilityState) -> Path | None:
+    """Move an unreadable record out of the way (kept beside it for a look), so that the facility
+    can be started afresh; returns where it went."""
+    path = state.record_file
+    if not path.exists():
         return None
+    aside = path.with_name(f"{path.name}.unreadable")
+    path.replace(aside)
+    return aside
 
 
 def write(state: FacilityState, rec: FacilityRecord) -> None:

@@ -16,6 +16,7 @@ PROVIDERS = {
     "xrootd": "apt-get install xrootd-server xrootd-server-plugins",
     "xrdcp": "apt-get install xrootd-client",
     "xrdfs": "apt-get install xrootd-client",
+    "xrdpfc_print": "apt-get install xrootd-server",
     "srun": "apt-get install slurm-client (or your site's SLURM)",
     "sbatch": "apt-get install slurm-client (or your site's SLURM)",
     "scontrol": "apt-get install slurm-client (or your site's SLURM)",

@@ -53,6 +53,7 @@ class Volume:
     size: int = 0               # bytes a claim asks for; 0: the backend's default
     shared: bool = False        # mounted by several services: a claim of its own, not one per pod
     read_only: bool = False     # the service only reads it
+    min_filesystem: int = 0     # bytes: the service refuses to start on a smaller filesystem
 
 
 @dataclass(frozen=True)

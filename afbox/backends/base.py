@@ -11,7 +11,8 @@ service a spec is; everything it needs is in the spec (afbox.spec).
   paths and addresses inside pods). Default: ``ctx``.
 - ``place(ctx, specs) -> specs``: pure; the specs as they run here (SLURM: one srun step for all
   workers; k3s: addresses of other services by their DNS names, URLs through the ingress).
-- ``preflight(ctx, specs)``: refuse to start what cannot start (default: ports taken on this host).
+- ``preflight(ctx, specs)``: refuse to start what cannot start (default: ports taken on this host,
+  dirs it cannot write, a filesystem too small for a service: afbox.preconditions).
 - ``up(ctx, specs)``: write each spec's files and dirs, start every spec not marked unavailable,
   each once its ``needs`` are healthy (or started), independent ones in parallel; yield Events as
   services start, become healthy or fail. On a failure: stop everything it started, raise
@@ -23,6 +24,9 @@ Then, on a running facility:
   unchanged services running; yield Events as ``up`` does.
 - ``down()``: stop everything of this facility, leaving no process behind; yield Events.
 - ``running()``, ``status() -> [ServiceStatus]``, ``log_path(name)``, ``restart(name)``.
+- ``orphans() -> [ServiceStatus]``: services of the facility still running while whatever
+  supervised them is gone (state "unsupervised"); ``reap()`` stops them, yielding Events (`up
+  --force`; `down` stops them too). Default: none.
 - ``status_extra(rec) -> dict``: keys added to `status` (SLURM: the job). Default: none.
 - ``check_environment(ctx, name, python_argv)``: refuse a named cluster's environment that cannot
   run where its workers would (SLURM: on every node), yielding Events as it checks. Default: none.
@@ -36,6 +40,7 @@ from pathlib import Path
 from typing import Any, Iterator, Protocol
 
 from .. import host as hostmod
+from .. import preconditions
 from ..errors import AfboxError, MissingBinary
 from ..events import Event
 from ..facility import Facility
@@ -49,7 +54,7 @@ from ..spec import ServiceSpec
 @dataclass
 class ServiceStatus:
     name: str
-    state: str                 # running, starting, backoff, stopped, exited, fatal, unavailable
+    state: str                 # running, starting, backoff, stopped, exited, fatal, unavailable, unsupervised
     pid: int | None = None
     restarts: int = 0
     uptime: float | None = None  # seconds
@@ -84,9 +89,16 @@ class Hooks:
     def preflight(self, ctx: Context, specs: list[ServiceSpec]) -> None:
         programs_found(specs)
         ports_free(ctx, specs)
+        filesystems_fit(specs)
 
     def status_extra(self, rec) -> dict:
         return {}
+
+    def orphans(self) -> list[ServiceStatus]:
+        return []
+
+    def reap(self) -> Iterator[Event]:
+        return iter(())
 
     def check_environment(self, ctx: Context, name: str, python_argv: tuple[str, ...]) -> Iterator[Event]:
         return iter(())
@@ -121,6 +133,15 @@ def ports_free(ctx: Context, specs: list[ServiceSpec]) -> None:
                               f"e.g. --port-base {base + SPAN}")
 
 
+def filesystems_fit(specs: list[ServiceSpec]) -> None:
+    """Every dir a service writes can be written, and no filesystem is too small for what it keeps."""
+    fatal = [f for f in preconditions.check(specs) if f.fatal]
+    if fatal:
+        raise AfboxError(fatal[0].line(), details=[f.line() for f in fatal[1:]],
+                         hint="afbox doctor checks this host; the facility file's [xcache] cache_dir, "
+                              "[origin] data_dir and --workdir choose other places")
+
+
 class Backend(Protocol):
     name: str
     named_clusters: bool
@@ -137,4 +158,6 @@ class Backend(Protocol):
     def log_path(self, name: str) -> Path: ...
     def restart(self, name: str) -> None: ...
     def status_extra(self, rec) -> dict: ...
+    def orphans(self) -> list[ServiceStatus]: ...
+    def reap(self) -> Iterator[Event]: ...
     def check_environment(self, ctx: Context, name: str, python_argv: tuple[str, ...]) -> Iterator[Event]: ...

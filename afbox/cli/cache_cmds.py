@@ -42,7 +42,8 @@ def stats(name, as_json):
     click.echo(f"on disk          {render.human_bytes(s['bytes'])} (of {render.human_bytes(s['logical_bytes'])} file size)")
     click.echo(f"fill             {s['fill']:.1%} of high watermark {render.human_bytes(s['high_watermark'])}"
                f" (purge down to {render.human_bytes(s['low_watermark'])})")
-    click.echo("hits/misses      not reported by xrootd's cache without a monitoring collector")
+    for line in render.cache_hits(s):
+        click.echo(line)
 
 
 @cache_group.command("purge")

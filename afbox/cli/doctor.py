@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 
 from .. import host as hostmod
+from .. import preconditions
 from . import render
 from ..facility import load
 from ..services.sizing import dask_size
@@ -15,10 +16,11 @@ WHY = {"xrootd": "XCache", "xrdcp": "copying root:// files by hand", "k3s": "the
 
 @click.command()
 @click.option("--profile", "-p", default="laptop", show_default=True)
-def doctor(profile):
-    """Check the host: cores, memory, programs found and missing."""
+@click.option("--config", "-c", type=click.Path(dir_okay=False), help="Your facility TOML, merged over the profile.")
+def doctor(profile, config):
+    """Check the host: cores, memory, programs, ports, filesystems; what is missing and its package."""
     h = hostmod.detect()
-    fac = load(profile)
+    fac = load(profile, config)
     size = dask_size(fac, h.cpus, h.memory)
     click.echo(f"host         {h.hostname}  ({'root' if h.is_root else 'user'})")
     click.echo(f"cpus         {h.cpus}")
@@ -38,6 +40,14 @@ def doctor(profile):
     for name, label, p in taken:
         click.echo(f"  !! {p} ({name} {label}) in use by {hostmod.port_owner(p) or 'another process'}; "
                    "use --port-base")
+    findings = preconditions.check(specs)
+    volumes = [(s.name, v) for s in specs if not s.unavailable for v in s.volumes if not v.read_only]
+    click.echo("filesystems: " + ("; ".join(f"{name} {v.name} {v.path}: {render.human_bytes(hostmod.disk_free(v.path))} "
+                                           "free" for name, v in volumes) or "-"))
+    for f in findings:
+        click.echo(f"  {'!!' if f.fatal else 'warning:'} {f.line()}")
+    if not findings:
+        click.echo("  every dir the services write is writable, and no filesystem is too small")
     from .. import gpu
     report = gpu.detect(timeout=5.0)
     click.echo("gpus:")

@@ -89,7 +89,7 @@ def cluster_up(env_name, cname, workers, threads, name):
     """Start a named cluster next to the facility's default one."""
     cname = cname or env_name
     _print_events(clusters.up(name, cname, env_name, workers, threads))
-    click.echo(f"\nin a \"Python ({env_name})\" notebook: import afbox; client = afbox.client({cname!r})"
+    click.echo(f"\nin a \"Python ({env_name})\" notebook: import afbox; client = afbox.client(cluster={cname!r})"
                "  (or a bare distributed.Client())")
 
 

@@ -8,7 +8,7 @@ import time
 
 import click
 
-from .. import events as ev, lifecycle, record
+from .. import events as ev, lifecycle, record, timeline
 from ..errors import AfboxError, ServiceFailed
 from ..facility import BACKENDS, load, profiles
 from ..ports import MAX_WORKERS, SPAN
@@ -52,11 +52,15 @@ def _print_events(stream) -> None:
 @click.option("--students", type=click.IntRange(1), help="Class: accounts student01..N (profile masterclass).")
 @click.option("--roster", type=PATH_FILE, help="Class: a CSV of username[,display_name].")
 @click.option("--listen", help="Class: the address or interface students' browsers reach the hub at.")
+@click.option("--force", is_flag=True,
+              help="First stop what an earlier run left running (services whose supervisor died).")
+@click.option("--timings", is_flag=True, help="Print where the time went: afbox's own steps and each service.")
 @click.pass_context
 def up(ctx, profile, config, name, workers, threads, gpus, origin, port_base, workdir, require, backend, dry_run,
        output, submit, nodes, walltime, partition, account, interface, runtime, image,
-       students, roster, listen):
+       students, roster, listen, force, timings):
     """Bring the facility up and print its URLs."""
+    tl = _start_timeline() if timings else None
     over: dict = {"facility": {}, "dask": {}, "xcache": {}, "slurm": {}, "runtime": {}}
     if students or roster or listen:
         from .class_cmds import class_overrides
@@ -73,7 +77,8 @@ def up(ctx, profile, config, name, workers, threads, gpus, origin, port_base, wo
             over[section][key] = value
     if require:
         over["facility"]["require"] = list(require)
-    fac = load(profile, config, over)
+    with timeline.span("facility file read"):
+        fac = load(profile, config, over)
     if dry_run:
         from .k3s_cmds import dry_run as k3s_dry_run
         return k3s_dry_run(fac, output)
@@ -84,7 +89,8 @@ def up(ctx, profile, config, name, workers, threads, gpus, origin, port_base, wo
         _print_events(submit_and_wait(fac))
     else:
         try:
-            _print_events(lifecycle.up(fac))
+            stream = lifecycle.up(fac, force=force)
+            _print_events(tl.events(stream) if tl else stream)
         except ServiceFailed as e:
             click.echo(render.event_line(ev.Event(ev.FAILED, e.service, e.reason)))
             click.echo("everything this run started has been stopped")
@@ -105,6 +111,19 @@ def up(ctx, profile, config, name, workers, threads, gpus, origin, port_base, wo
         click.echo(f"\nwhen done: afbox down --name {fac.name}   (cancels the job)")
     else:
         click.echo("\nin a notebook:   import afbox; client = afbox.client()")
+    if tl:
+        click.echo("\nwhere the time went:")
+        for line in timeline.render(tl, time.time()):
+            click.echo(f"  {line}")
+
+
+def _start_timeline() -> timeline.Timeline:
+    """From this process' start: the interpreter and afbox's imports come first."""
+    import psutil
+    born = psutil.Process().create_time()
+    tl = timeline.record(born)
+    tl.add("python started, afbox imported", born, time.time())
+    return tl
 
 
 @click.command()

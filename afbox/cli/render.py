@@ -5,7 +5,8 @@ from .. import events as ev
 from ..lifecycle.status import Status
 from ..units import human_bytes, human_duration
 
-__all__ = ["event_line", "human_bytes", "human_duration", "status_rows", "status_text", "table", "urls_text"]
+__all__ = ["cache_hits", "event_line", "human_bytes", "human_duration", "status_rows", "status_text", "table",
+           "urls_text"]
 
 MARK = {ev.STARTING: "..", ev.HEALTHY: "ok", ev.FAILED: "!!", ev.UNAVAILABLE: "--",
         ev.STOPPING: "..", ev.STOPPED: "ok", ev.INFO: "  "}
@@ -32,11 +33,13 @@ def table(columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
 
 
 def status_text(status: Status, start: str = "afbox up") -> list[str]:
+    problem = [f"problem: {status.problem}"] if status.problem else []
     if status.down:
         ended = (status.slurm or {}).get("message")
-        return [ended or f"facility {status.facility!r} is down (start it with: {start})"]
-    head = f"facility {status.facility!r} ({status.profile} profile, {status.backend} backend): {status.state}"
-    lines = [head, "", *table(STATUS_COLUMNS, status_rows(status))]
+        return [ended or f"facility {status.facility!r} is down (start it with: {start})", *problem]
+    known = f" ({status.profile} profile, {status.backend} backend)" if status.backend else ""
+    head = f"facility {status.facility!r}{known}: {status.state}"
+    lines = [head, *problem, "", *table(STATUS_COLUMNS, status_rows(status))]
     if s := status.slurm:
         lines += ["", f"SLURM job {s['job_id']}: {s['job_state']}, {human_duration(s.get('time_left'))} left"]
         lines += [f"warning: {s['warning']}"] if s.get("warning") else []
@@ -61,3 +64,13 @@ def urls_text(urls: dict, jupyter_login: str | None, guarded: bool = False,
     for name, why in sorted((unavailable or {}).items()):
         lines.append(f"  {name + ':':<15} unavailable: {why}")
     return lines
+
+
+def cache_hits(s: dict) -> list[str]:
+    """The XCache's hits and misses (afbox.cache.stats), by requests and by bytes."""
+    if s.get("hits") is None:
+        return ["hits/misses      not reported (xrdpfc_print, from xrootd-server, reads them)"]
+    rate = lambda r: "-" if r is None else f"{r:.0%}"  # noqa: E731
+    return [f"hits/misses      {s['hits']} / {s['misses']} file accesses (hit rate {rate(s['hit_rate_requests'])})",
+            f"bytes            {human_bytes(s['hit_bytes'])} served from the cache, {human_bytes(s['miss_bytes'])} "
+            f"fetched from the origin (hit rate {rate(s['hit_rate_bytes'])})"]

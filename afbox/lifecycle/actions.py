@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .. import backends, events as ev, record, services
+from .. import backends, events as ev, record, services, timeline
 from ..bundle import runtime as bundle_runtime
 from ..errors import AfboxError
 from ..facility import Facility
@@ -21,30 +21,40 @@ from .already import already_up
 from .contexts import context, context_from, detect_gpus, running
 
 
-def up(fac: Facility) -> Iterator[ev.Event]:
-    """Bring the facility up; a no-op (same URLs) when it is already up."""
+def up(fac: Facility, force: bool = False) -> Iterator[ev.Event]:
+    """Bring the facility up; a no-op (same URLs) when it is already up. What an earlier run left
+    behind (services whose supervisor died, a record that cannot be read) is refused, or with
+    force stopped first."""
     fac = in_allocation(fac)
     state = FacilityState(fac.name)
     be = backends.get(fac.facility.backend, state)
-    if be.running() and (rec := record.read(state)):
+    rec, unreadable = record.read_or_why(state)
+    running = be.running()
+    if running and rec:
         yield from already_up(fac, rec)
         return
+    yield from leftovers(fac.name, be, running, unreadable, force)
     yield from shared_workdir(fac)
-    site = be.site(fac)  # what only the backend knows: SLURM's addresses, sizes per node
-    report, devices = detect_gpus(site.facility)
+    with timeline.span("where it runs (host, backend)"):
+        site = be.site(fac)  # what only the backend knows: SLURM's addresses, sizes per node
+    with timeline.span("gpu detection"):
+        report, devices = detect_gpus(site.facility)
     for line in report.problems if report else ():
         yield ev.Event(ev.INFO, "", f"gpu: {line}")
     if devices:
         yield ev.Event(ev.INFO, "", f"gpu: {len(devices)} GPU worker(s): " + ", ".join(
             f"{d.label} {d.model}" for d in devices))
-    ctx = context(site.facility, site.host, devices, site.facts)
-    specs = be.place(ctx, services.render(be.view(ctx)))  # e.g. SLURM: one srun step for all workers
+    with timeline.span("services rendered"):
+        ctx = context(site.facility, site.host, devices, site.facts)
+        specs = be.place(ctx, services.render(be.view(ctx)))  # e.g. SLURM: one srun step for all workers
     for s in specs:
         if s.unavailable and s.name in ctx.facility.facility.require:
             raise AfboxError(f"{s.name} is required but unavailable", hint=s.unavailable)
-    be.preflight(ctx, specs)
-    ctx.facility.workdir.mkdir(parents=True, exist_ok=True)
-    credentials.prepare(ctx)
+    with timeline.span("preflight (ports, filesystems)"):
+        be.preflight(ctx, specs)
+    with timeline.span("credentials (keys, tokens)"):
+        ctx.facility.workdir.mkdir(parents=True, exist_ok=True)
+        credentials.prepare(ctx)
     if ctx.facility.local_origin:
         for line in bundle_runtime.seed_origin(ctx.origin_dir):
             yield ev.Event(ev.INFO, "", line)
@@ -52,10 +62,34 @@ def up(fac: Facility) -> Iterator[ev.Event]:
         if s.unavailable:
             yield ev.Event(ev.UNAVAILABLE, s.name, s.unavailable)
     yield from be.up(ctx, specs)
-    rec = new_record(ctx, specs, be.name)
-    rec.gpus = GpuRecord(report=report.to_dict() if report else None,
-                         workers={f"dask-gpu-{k}": d.to_dict() for k, d in enumerate(devices)})
-    record.write(state, rec)
+    with timeline.span("record written"):
+        rec = new_record(ctx, specs, be.name)
+        rec.gpus = GpuRecord(report=report.to_dict() if report else None,
+                             workers={f"dask-gpu-{k}": d.to_dict() for k, d in enumerate(devices)})
+        record.write(state, rec)
+
+
+def leftovers(name: str, be: backends.Backend, running: bool, unreadable: str | None, force: bool
+              ) -> Iterator[ev.Event]:
+    """Before a fresh start: nothing of an earlier run may still hold the facility's ports and dirs."""
+    state = FacilityState(name)
+    if running:
+        what = f"facility {name!r} is running, but " + (unreadable or "it has no record")
+        stop = be.down
+    elif orphans := be.orphans():
+        what = (f"facility {name!r} has {len(orphans)} service(s) left running by a supervisor that died: "
+                + ", ".join(o.name for o in orphans))
+        stop = be.reap
+    else:
+        what, stop = "", None
+    if stop and not force:
+        raise AfboxError(what, details=[unreadable] if unreadable and not running else [],
+                         hint=f"afbox up --force stops them and starts afresh (afbox down --name {name} only stops them)")
+    if stop:
+        yield ev.Event(ev.INFO, "", f"{what}: stopping them first (--force)")
+        yield from stop()
+    if unreadable and (aside := record.set_aside(state)):
+        yield ev.Event(ev.INFO, "", f"{unreadable}; moved to {aside}")
 
 
 def shared_workdir(fac: Facility) -> Iterator[ev.Event]:
@@ -131,12 +165,23 @@ def restart(name: str, service: str) -> None:
 
 def down(name: str) -> Iterator[ev.Event]:
     state = FacilityState(name)
-    rec = record.read(state)
+    rec, unreadable = record.read_or_why(state)
     be = backends.get(rec.backend if rec else "local", state)
-    if not rec and not be.running():
+    if unreadable:
+        yield ev.Event(ev.INFO, "", unreadable)
+    if not rec and not be.running() and not be.orphans():
+        if unreadable and (aside := record.set_aside(state)):
+            yield ev.Event(ev.INFO, "", f"nothing of it runs; the record was moved to {aside}")
         yield ev.Event(ev.INFO, "", f"facility {name!r} is not running; nothing to stop")
         return
-    yield from be.down()
+    stopped = False
+    for e in be.down():
+        stopped = True
+        yield e
+    if not stopped:
+        yield ev.Event(ev.INFO, "", f"nothing of facility {name!r} was running; its record is cleared")
+    if unreadable:
+        record.set_aside(state)
     state.clear()
     clusters.sync_kernels(state, {})  # named clusters stopped with everything: their kernels must not point at them
     if rec and rec.jupyter_token_file:

@@ -179,6 +179,10 @@ def up(facility: str | None, cluster: str, env_name: str, workers: int, threads:
     free = sorted(set(range(MAX_CLUSTERS)) - {c.index for c in rec.clusters.values()})
     if not free:
         raise AfboxError(f"at most {MAX_CLUSTERS} named clusters per facility")
+    if cluster == state.name:
+        yield ev.Event(ev.INFO, "", f"cluster {cluster!r} has the facility's name: afbox.client({cluster!r}) means "
+                                    "the cluster only in its own kernel; afbox.client(cluster="
+                                    f"{cluster!r}) means it everywhere")
     v = stack_versions(env)
     yield ev.Event(ev.INFO, "", f"environment {env.name!r}: python {v['python']}, dask {v['dask']}, "
                                 f"distributed {v['distributed']}")

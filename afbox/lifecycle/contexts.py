@@ -68,8 +68,11 @@ def context_from(rec: FacilityRecord, workers: int | None = None) -> Context:
 def running(name: str) -> tuple[FacilityState, FacilityRecord, backends.Backend]:
     """The running facility of this name, its record and backend; else an error that says so."""
     state = FacilityState(name)
-    rec = record.read(state)
+    rec, unreadable = record.read_or_why(state)
     be = backends.get(rec.backend if rec else "local", state)
+    if unreadable:
+        raise AfboxError(unreadable, hint=f"afbox status --name {name} says what runs; afbox up --force starts "
+                                          "it afresh")
     if not rec or not be.running():
         raise AfboxError(f"facility {name!r} is not running", hint=start_hint(name))
     return state, rec, be

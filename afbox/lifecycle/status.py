@@ -12,10 +12,12 @@ from pydantic import BaseModel
 
 from .. import backends, record
 from ..health import check
+from ..logscan import explain, last_lines
 from ..record import FacilityRecord
 from ..state import FacilityState
 
-CHECKED = ("running", "starting")  # states in which a service may already answer its health check
+CHECKED = ("running", "starting", "unsupervised")  # states in which a service may already answer its health check
+FAILED = ("fatal", "exited", "backoff")  # states whose detail says why, from the service's log
 
 
 class ServiceRow(BaseModel):
@@ -47,6 +49,7 @@ class Status(BaseModel):
     gpus: dict[str, Any] | None = None
     clusters: dict[str, Any] | None = None
     slurm: dict[str, Any] | None = None
+    problem: str | None = None    # what is wrong beyond the services' own states, and what to do
 
     @property
     def down(self) -> bool:
@@ -62,34 +65,88 @@ class Status(BaseModel):
         return {**top, "services": rows}
 
 
+UNSUPERVISED = ("the facility's supervisor (supervisord) is not running; {n} of its services run without it: "
+                "afbox down stops them, afbox up --force starts the facility afresh")
+
+
 def status(name: str) -> Status:
     state = FacilityState(name)
-    rec = record.read(state)
+    rec, unreadable = record.read_or_why(state)
     be = backends.get(rec.backend if rec else "local", state)
     extra = be.status_extra(rec)  # SLURM: job, time left
-    if not rec or not be.running():
-        return Status(facility=name, state="down", **extra)
+    if not be.running():
+        orphans = be.orphans()
+        if orphans:
+            return _unsupervised(name, rec, orphans, unreadable, extra)
+        return Status(facility=name, state="down", problem=unreadable, **extra)
+    if not rec:
+        rows = [ServiceRow(name=s.name, state=s.state, health="unknown", pid=s.pid, restarts=s.restarts,
+                           uptime=s.uptime, detail=s.detail) for s in be.status()]
+        return Status(facility=name, state="degraded", services=rows, **extra,
+                      problem=(unreadable or "the facility runs but has no record") +
+                      "; afbox down stops it, afbox up --force starts it afresh")
     rows = []
     by_name = {s.name: s for s in be.status()}
     for sname, svc in rec.services.items():
         st = by_name.get(sname)
-        row = ServiceRow(name=sname, state="unavailable", health="n/a", ports=svc.ports, urls=svc.urls, log=svc.log,
-                         primary=svc.primary)
+        row = _row(sname, svc)
         if svc.unavailable or st is None:
             row.detail = svc.unavailable or ""
         else:
-            health = st.health if st.health in ("healthy", "unhealthy") else "unknown"  # k3s: pod readiness
-            if health == "unknown" and st.state in CHECKED and svc.health:
-                health = "healthy" if check(svc.health)[0] else "unhealthy"
-            row = row.model_copy(update=dict(
-                state=st.state, health=health, pid=st.pid, restarts=st.restarts,
-                uptime=round(st.uptime, 1) if st.uptime is not None else None, detail=st.detail))
+            row = _observed(row, st, svc)
         rows.append(row)
     runnable = [r for r in rows if r.state != "unavailable"]
     overall = "up" if all(r.health == "healthy" for r in runnable) else "degraded"
+    return _full(name, rec, overall, rows, extra)
+
+
+def _row(sname: str, svc) -> ServiceRow:
+    return ServiceRow(name=sname, state="unavailable", health="n/a", ports=svc.ports, urls=svc.urls, log=svc.log,
+                      primary=svc.primary)
+
+
+def _observed(row: ServiceRow, st, svc) -> ServiceRow:
+    health = st.health if st.health in ("healthy", "unhealthy") else "unknown"  # k3s: pod readiness
+    if health == "unknown" and st.state in CHECKED and svc and svc.health:
+        health = "healthy" if check(svc.health)[0] else "unhealthy"
+    detail = st.detail
+    if st.state in FAILED and row.log:
+        detail = explain(detail or st.state, last_lines(row.log), exited=st.state != "backoff")
+    return row.model_copy(update=dict(
+        state=st.state, health=health, pid=st.pid, restarts=st.restarts,
+        uptime=round(st.uptime, 1) if st.uptime is not None else None, detail=detail))
+
+
+def _full(name: str, rec: FacilityRecord, overall: str, rows: list[ServiceRow], extra: dict,
+          problem: str | None = None) -> Status:
     return Status(facility=name, state=overall, profile=rec.profile, backend=rec.backend, started=rec.started,
                   workdir=rec.workdir, services=rows, urls=rec.urls(), gpus=gpu_status(rec),
-                  clusters=named_clusters(rec), **extra)
+                  clusters=named_clusters(rec), problem=problem, **extra)
+
+
+def _unsupervised(name: str, rec: FacilityRecord | None, orphans: list, unreadable: str | None,
+                  extra: dict) -> Status:
+    """The supervisor is gone but services it started still run: each as it is (its health checked),
+    the others stopped; never "down" while any runs."""
+    by_name = {o.name: o for o in orphans}
+    problem = UNSUPERVISED.format(n=len(orphans)) + (f"; {unreadable}" if unreadable else "")
+    if not rec:
+        rows = [ServiceRow(name=o.name, state=o.state, health="unknown", pid=o.pid, uptime=o.uptime,
+                           detail=o.detail) for o in orphans]
+        return Status(facility=name, state="degraded", services=rows, problem=problem, **extra)
+    rows = []
+    for sname, svc in rec.services.items():
+        row = _row(sname, svc)
+        if svc.unavailable:
+            row.detail = svc.unavailable
+        elif o := by_name.pop(sname, None):
+            row = _observed(row, o, svc)
+        else:
+            row = row.model_copy(update={"state": "stopped", "health": "unhealthy"})
+        rows.append(row)
+    rows += [ServiceRow(name=o.name, state=o.state, health="unknown", pid=o.pid, detail=o.detail)
+             for o in by_name.values()]
+    return _full(name, rec, "degraded", rows, extra, problem)
 
 
 def refresh(last: Status) -> Status | None:

@@ -27,6 +27,7 @@ def xrootd_missing(ctx: Context) -> str | None:
         return f"[xcache] xrootd = {configured!r} is not an executable file; point it at xrootd, or leave it out"
     return f"xrootd is not installed; {INSTALL_HINT}"
 TLS_FILES = ("server.pem", "server-key.pem", "ca.pem")  # xrootd's own copies of the facility's
+MIN_FILESYSTEM = 10 * 1024 ** 2  # XrdPfc refuses a cache filesystem smaller than 10 MB in all
 
 
 def enabled(fac: Facility) -> bool:
@@ -102,10 +103,18 @@ def config_text(ctx: Context) -> str:
         f"pfc.diskusage {DISK_LOW} {DISK_HIGH} files {mib(size * BASELINE)} {mib(size * NOMINAL)} {mib(size)}",
         f"all.adminpath {admin_dir(ctx)}",
         f"all.pidpath {admin_dir(ctx)}",
+        *statistics_lines(),
         *auth_lines(ctx),
         *x.extra_config,
     ]
     return "\n".join(lines) + "\n"
+
+
+def statistics_lines() -> list[str]:
+    """The cache's access records (afbox cache stats) are written when a file is closed; a close
+    that waits for the file's blocks to reach the disk is retried every 10 s (xrootd's default: 30 s,
+    which leaves a cold read out of the counts for half a minute), for up to 3 minutes as before."""
+    return ["pss.ciosync 10 18"]
 
 
 def xrootd_argv(ctx: Context, config, instance: str) -> tuple[str, ...]:
@@ -146,7 +155,7 @@ def render(ctx: Context) -> list[ServiceSpec]:
               ("origin", ctx.facility.xcache.origin or f"root://{ctx.bind}:{port(ctx.base, 'origin')}")),
         primary="root", links=(("xcache", "root"),),
         state_dirs=(str(ctx.xrootd_dir), str(admin_dir(ctx))),
-        volumes=(Volume("cache", str(ctx.cache_dir), ctx.cache_size),),
+        volumes=(Volume("cache", str(ctx.cache_dir), ctx.cache_size, min_filesystem=MIN_FILESYSTEM),),
         files=files(ctx), image_role="xrootd", run_as=ctx.xrootd_user or "",
         unavailable=xrootd_missing(ctx),
     )]

@@ -235,6 +235,43 @@ with afbox.client("old") as c, distributed.Client() as bare:
         httpx.delete(f"{base_url}/api/kernels/{kid}", headers=auth, timeout=30)
 
 
+def test_a_cluster_named_like_the_facility_is_what_its_kernel_reaches(fac):
+    """`afbox cluster up --env old --cluster ci` on facility ci: the line it prints and the name itself,
+    in the kernel "Python (old)", reach that cluster, not the facility's default one."""
+    env = fac["env"]
+    afbox("cluster", "down", ENV, env=env)
+    try:
+        p = afbox("cluster", "up", "--env", ENV, "--cluster", NAME, "--workers", "1", env=env)
+        assert f"cluster '{NAME}' has the facility's name" in p.stdout
+        assert f"client = afbox.client(cluster='{NAME}')" in p.stdout
+        st = status(env, NAME)
+        base_url = st["urls"]["jupyter"].removesuffix("/lab")
+        rec = json.loads(Path(env["XDG_STATE_HOME"], "afbox", NAME, "facility.json").read_text())
+        token = Path(rec["jupyter_token_file"]).read_text().strip()
+        auth = {"Authorization": f"token {token}"}
+        r = httpx.post(f"{base_url}/api/kernels", json={"name": "afbox-old"}, headers=auth, timeout=30)
+        assert r.status_code == 201, r.text
+        kid = r.json()["id"]
+        try:
+            out = asyncio.run(_execute(base_url, token, kid, f"""
+import json, warnings, afbox
+with warnings.catch_warnings(record=True) as seen:
+    warnings.simplefilter("always")
+    with afbox.client({NAME!r}) as by_name, afbox.client(cluster={NAME!r}) as printed:
+        got = {{"by_name": by_name.scheduler.address, "printed": printed.scheduler.address,
+               "result": by_name.submit(sum, [1, 2]).result()}}
+print(json.dumps({{**got, "warned": [str(w.message) for w in seen if w.category is UserWarning]}}))
+"""))
+        finally:
+            httpx.delete(f"{base_url}/api/kernels/{kid}", headers=auth, timeout=30)
+        got = json.loads(out.strip().splitlines()[-1])
+        assert got["by_name"] == got["printed"] == NAMED != st["urls"]["scheduler"] and got["result"] == 3
+        assert len(got["warned"]) == 1 and "connecting to the named cluster (this kernel's)" in got["warned"][0]
+    finally:
+        afbox("cluster", "down", NAME, env=env, check=False)
+        afbox("cluster", "up", "--env", ENV, "--workers", "2", env=env)
+
+
 def test_env_rm_refuses_while_the_cluster_runs_then_cluster_down_and_rm(fac):
     env = fac["env"]
     p = afbox("env", "rm", ENV, env=env, check=False)

@@ -154,4 +154,29 @@ def test_client_names_a_named_cluster_and_a_facility_of_that_name_wins(tmp_path,
         afbox.scheduler_address("ci", cluster="nope")
     fac("agc")
     monkeypatch.setenv("AFBOX_FACILITY", "ci")
-    assert afbox.scheduler_address("agc") == "tls://127.0.0.1:1/agc"
+    with pytest.warns(UserWarning, match="'agc' names both a facility and a named cluster of facility 'ci'; "
+                                         "connecting to the default cluster of facility 'agc'"):
+        assert afbox.scheduler_address("agc") == "tls://127.0.0.1:1/agc"
+
+
+def test_in_a_named_clusters_kernel_its_name_means_the_cluster_even_when_the_facility_has_it(tmp_path, monkeypatch):
+    """`afbox cluster up --env agc` on a facility named agc: the kernel "Python (agc)" reaches the cluster."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    d = tmp_path / "afbox" / "agc"
+    d.mkdir(parents=True)
+    (d / "facility.json").write_text(json.dumps({
+        "facility": "agc", "services": {"dask-scheduler": {"urls": {"scheduler": "tls://127.0.0.1:1"}}},
+        "clusters": {"agc": {"address": "tls://127.0.0.1:9600"}}}))
+    # as the facility's Jupyter starts that kernel (afbox.lifecycle.clusters.kernel_env)
+    monkeypatch.setenv("AFBOX_FACILITY", "agc")
+    monkeypatch.setenv("AFBOX_CLUSTER", "agc")
+    monkeypatch.setenv("AFBOX_SCHEDULER", "tls://127.0.0.1:9600")
+    assert afbox.scheduler_address() == "tls://127.0.0.1:9600"
+    assert afbox.scheduler_address(cluster="agc") == "tls://127.0.0.1:9600"
+    with pytest.warns(UserWarning, match="connecting to the named cluster .this kernel's.. "
+                                         "afbox.client.cluster='agc'. always means the named cluster"):
+        assert afbox.scheduler_address("agc") == "tls://127.0.0.1:9600"
+    monkeypatch.delenv("AFBOX_CLUSTER")
+    monkeypatch.delenv("AFBOX_SCHEDULER")
+    with pytest.warns(UserWarning, match="connecting to the default cluster of facility 'agc'"):
+        assert afbox.scheduler_address("agc") == "tls://127.0.0.1:1"

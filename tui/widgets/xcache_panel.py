@@ -1,4 +1,4 @@
-"""XCache panel: cache fill against its watermarks, files, and hits/misses when xrootd reports them."""
+"""XCache panel: cache fill against its watermarks, files, and hits/misses (by accesses and by bytes)."""
 from __future__ import annotations
 
 from rich.text import Text
@@ -20,6 +20,8 @@ class XCachePanel(Panel):
             ratio = "hit/miss: not reported"
         else:
             ratio = f"hits {hits} · misses {misses}" + (f" ({hits / (hits + misses):.0%})" if hits + misses else "")
+            if c.get("hit_rate_bytes") is not None:
+                ratio += f" · bytes {c['hit_rate_bytes']:.0%}"
         return [
             self.meter("fill", c["fill"], f"{c['fill']:.0%}", width, marks),
             Text(f"{short_bytes(c['bytes'])} of {short_bytes(high)} · {c['files']} file{'s' * (c['files'] != 1)}"),
