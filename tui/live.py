@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from afbox import cache, facility, gpu, lifecycle, record
 from afbox import host as hostmod
+from afbox.errors import AfboxError
 from afbox.events import Event
 from afbox.lifecycle import Status
 from afbox.services.sizing import dask_size
@@ -116,9 +117,14 @@ class LiveSource:
                           gpus=tuple(f"{d.label} {d.model}" for d in devices),
                           gpu_problems=tuple(report.problems), tools={t: h.has(t) for t in SETUP_TOOLS},
                           slurm=slurm)
-        names = facility.profiles()
-        return SetupInfo(facts, names, {p: self._defaults(p, h, len(devices)) for p in names},
-                         "laptop" if "laptop" in names else next(iter(names)))
+        names, defaults = {}, {}
+        for name, description in facility.profiles().items():
+            try:
+                defaults[name] = self._defaults(name, h, len(devices))
+            except AfboxError:  # it needs more than this form asks (masterclass: its students): `afbox up` starts it
+                continue
+            names[name] = description
+        return SetupInfo(facts, names, defaults, "laptop" if "laptop" in names else next(iter(names)))
 
     @staticmethod
     def _defaults(profile: str, h: hostmod.Host, gpus: int) -> FormDefaults:
