@@ -19,7 +19,8 @@ say() { printf '[afbox install] %s\n' "$*"; }
 
 # --- system packages --------------------------------------------------------------------------
 APT_PKGS=(xrootd-server xrootd-server-plugins xrootd-client xrootd-scitokens-plugins openssl python3-venv)
-[ "$DEV" = 1 ] && APT_PKGS+=(tmux procps slurm-wlm munge)
+# chromium + chromium-driver: the browser test drives a real headless Chromium (Selenium)
+[ "$DEV" = 1 ] && APT_PKGS+=(tmux procps slurm-wlm munge chromium chromium-driver)
 missing=()
 if command -v dpkg-query >/dev/null; then
   for p in "${APT_PKGS[@]}"; do

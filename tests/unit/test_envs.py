@@ -30,10 +30,12 @@ def test_requirements_are_normalized_and_bad_lines_name_file_and_line():
 
 
 def test_additions_follow_a_dask_pin_and_respect_the_users_own():
+    check = ["pyjwt", "cryptography", "httpx"]  # the named cluster dashboards' token check
     assert envs.additions(reqs("dask==2023.11.0", "numpy<2")) == [
-        "distributed==2023.11.0", "ipykernel", "xrootd", "fsspec-xrootd"]
-    assert envs.additions(reqs("dask>=2024.1")) == ["distributed", "ipykernel", "xrootd", "fsspec-xrootd"]
-    assert envs.additions(reqs("distributed==2023.11.0", "IPyKernel", "xrootd<6", "fsspec_xrootd")) == []
+        "distributed==2023.11.0", "ipykernel", "xrootd", "fsspec-xrootd", *check]
+    assert envs.additions(reqs("dask>=2024.1")) == ["distributed", "ipykernel", "xrootd", "fsspec-xrootd", *check]
+    assert envs.additions(reqs("distributed==2023.11.0", "IPyKernel", "xrootd<6", "fsspec_xrootd", "PyJWT[crypto]",
+                               "cryptography", "httpx")) == []
 
 
 def test_same_contents_same_digest_and_anything_else_differs():
@@ -87,11 +89,15 @@ def test_kernelspec_runs_the_envs_python_and_points_at_its_own_cluster_only(tmp_
     k = envs.kernelspec(env_obj(tmp_path))
     assert k["argv"] == [str(tmp_path / "0123abcd" / "bin" / "python"), "-m", "ipykernel_launcher", "-f",
                          "{connection_file}"]
-    assert k["display_name"] == "Python (agc)" and k["env"]["DASK_SCHEDULER_ADDRESS"] == ""
+    # labelled as the user's environment, which every facility of theirs shows
+    assert k["display_name"] == "Python (agc, afbox env)" and k["env"]["DASK_SCHEDULER_ADDRESS"] == ""
     entry = ClusterRecord(env="agc", digest="0123abcd", index=0, workers=1, threads=1, bin_dir="/b", started=0,
                           address="tls://127.0.0.1:9600", dashboard="http://127.0.0.1:9601/status")
-    k = envs.kernelspec(env_obj(tmp_path), clusters.kernel_env("agc", entry))
+    k = envs.kernelspec(env_obj(tmp_path), clusters.kernel_env("fit", entry))
     assert k["env"]["DASK_SCHEDULER_ADDRESS"] == k["env"]["AFBOX_SCHEDULER"] == "tls://127.0.0.1:9600"
+    # bound to this facility's named cluster: said so, and its dashboard is the one JupyterLab serves
+    assert k["display_name"] == "Python (agc, cluster fit)"
+    assert k["env"]["DASK_DISTRIBUTED__DASHBOARD__LINK"] == "/proxy/dask/fit/status"
 
 
 def test_jupyter_finds_facility_kernels_first_then_every_environment():

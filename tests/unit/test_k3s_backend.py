@@ -165,7 +165,7 @@ def test_dry_run_writes_manifests_without_a_cluster_or_a_key(env):
     r = CliRunner().invoke(main, ["up", "-p", "k3s-edge", "--dry-run", "-o", str(out), "--gpus", "0"])
     assert r.exit_code == 0, r.output
     files = sorted(p.name for p in out.iterdir())
-    assert files[0] == "00-namespace-afbox-edge.yaml" and "08-configmap-config.yaml" in files
+    assert files[0] == "00-namespace-afbox-edge.yaml" and "07-configmap-config.yaml" in files
     assert not any("PRIVATE KEY" in (out / f).read_text() for f in files)
     assert env.calls() == []
     r = CliRunner().invoke(main, ["up", "-p", "k3s-edge", "--dry-run", "--gpus", "0"])

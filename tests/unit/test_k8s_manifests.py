@@ -134,7 +134,7 @@ def test_dry_run_secrets_are_empty_and_filled_ones_reach_only_who_needs_them():
         assert set(s["data"].values()) == {""}, s["metadata"]["name"]
     files = {"identity": {"ca.pem": b"CA", "dask.pem": b"C", "dask-key.pem": b"K", "server.pem": b"S",
                           "server-key.pem": b"SK", "signing-key.pem": b"SIGN", "ca-hashed/1a2b3c4d.0": b"CA",
-                          "public-keys.json": b"[]"},
+                          "public-keys.json": b"[]", "xrootd-sss.keytab": b"SSS"},
              "jupyter-token": {"jupyter_token": b"tok"}, "data-token": {"tokens/data.token": b"jwt"},
              "ingress-tls": {"tls.crt": b"c", "tls.key": b"k"}}
     keycache = "/etc/afbox/xrootd/cache/scitokens/scitokens_cpp.sqllite"
@@ -149,7 +149,14 @@ def test_dry_run_secrets_are_empty_and_filled_ones_reach_only_who_needs_them():
     # token checks (Jupyter, gateway, dashboards) read the public keys; only the issuer signs
     assert items("dask-worker") == {"identity/ca.pem", "identity/dask.pem", "identity/dask-key.pem",
                                     "identity/ca-hashed/1a2b3c4d.0", "tokens/data.token", "identity/public-keys.json"}
-    assert "identity/public-keys.json" in items("jupyter") and "jupyter_token" in items("jupyter")
+    # with [auth] Jupyter has no token of its own: no jupyter-token Secret at all
+    assert "identity/public-keys.json" in items("jupyter")
+    assert not [o for o in objs if o["kind"] == "Secret" and o["metadata"]["name"] == "jupyter-token"]
+    # the key the origin asks for reaches the XCache and the origin only, 0600
+    keyed = {w["metadata"]["name"]: v["secret"] for w in by(objs, "StatefulSet") + by(objs, "Deployment")
+             for v in w["spec"]["template"]["spec"]["volumes"]
+             if any(i["key"] == "xrootd-sss.keytab" for i in v.get("secret", {}).get("items", []))}
+    assert set(keyed) == {"xcache", "origin"} and {s["defaultMode"] for s in keyed.values()} == {0o600}
     assert "identity/signing-key.pem" not in items("jupyter")
     assert "identity/signing-key.pem" in items("issuer")
     assert "jupyter_token" not in items("dask-scheduler") and "identity/signing-key.pem" not in items("dask-scheduler")

@@ -16,7 +16,7 @@ from .pod import namespace_name
 
 # What a dry run puts in the identity Secret: the files `afbox up` creates (never the CA key).
 IDENTITY_FILES = ("ca.pem", "dask-key.pem", "dask.pem", "public-keys.json", "server-key.pem", "server.pem",
-                  "signing-key.pem")
+                  "signing-key.pem", "xrootd-sss.keytab")
 PLACEHOLDERS = {"identity": IDENTITY_FILES, "jupyter-token": ("jupyter_token",), "data-token": ("tokens/data.token",)}
 VISIBLE_ENV = {"CUDA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES"}  # the device plugin picks the GPU
 POD_ENV = [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
