@@ -39,6 +39,11 @@ def config_dir(ctx: Context):
     return ctx.state.dir / "jupyter-config"
 
 
+def workspaces_dir(ctx: Context):
+    """JupyterLab's saved layouts: this facility's own, not shared with every Jupyter of the user."""
+    return ctx.state.dir / "jupyterlab-workspaces"
+
+
 def dashboard_path(cluster: str = "default") -> str:
     """A cluster's dashboard as JupyterLab serves it, relative to JupyterLab's root."""
     return DASHBOARD_PATH.format(cluster=cluster)
@@ -56,6 +61,7 @@ def render(ctx: Context) -> list[ServiceSpec]:
         # with [auth] only facility tokens open Jupyter; without, its own token, kept out of argv
         *(() if auth.enabled else (("JUPYTER_TOKEN_FILE", str(ctx.jupyter_token_file)),)),
         ("JUPYTERLAB_SETTINGS_DIR", str(settings_dir(ctx))),
+        ("JUPYTERLAB_WORKSPACES_DIR", str(workspaces_dir(ctx))),
         ("JUPYTER_RUNTIME_DIR", str(ctx.state.run / "jupyter")),
         ("JUPYTER_CONFIG_PATH", str(config_dir(ctx))),
         # kernels of named environments (afbox env create) appear without symlinks, also ones made later
@@ -79,7 +85,7 @@ def render(ctx: Context) -> list[ServiceSpec]:
         name=NAME, argv=argv, env=env, cwd=workdir, ports=(("http", p),),
         health=HealthCheck("http", host=ctx.bind, port=p, path="/api/status", headers=(check_token,)),
         urls=(("lab", f"http://{ctx.bind}:{p}/lab"),), primary="lab", links=(("jupyter", "lab"),),
-        state_dirs=(str(settings_dir(ctx)), str(ctx.state.run / "jupyter")),
+        state_dirs=(str(settings_dir(ctx)), str(workspaces_dir(ctx)), str(ctx.state.run / "jupyter")),
         files=(ConfigFile(str(settings), json.dumps(labextension_settings(), indent=2)),
                ConfigFile(str(notifications), json.dumps(OFFLINE_NOTIFICATIONS, indent=2)),
                ConfigFile(str(config_dir(ctx) / "jupyter_server_config.json"),
