@@ -3,6 +3,7 @@ named cluster specs and the client's naming rule; all pure or on temporary files
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -161,3 +162,9 @@ def test_client_names_a_named_cluster_and_a_facility_of_that_name_wins(tmp_path,
     fac("agc")
     monkeypatch.setenv("AFBOX_FACILITY", "ci")
     assert afbox.scheduler_address("agc") == "tls://127.0.0.1:1/agc"
+
+
+def test_tests_keep_kernels_out_of_the_users_real_dirs():
+    """Every facility of the user shows the kernels in their data dir: the suite writes its own elsewhere."""
+    import tempfile
+    assert envs.jupyter_dir().resolve().is_relative_to(Path(tempfile.gettempdir()).resolve())

@@ -48,6 +48,8 @@ def ctx(case: str) -> Context:
 def _owner(monkeypatch):
     # the issuer names the facility's owner in the data token; the golden files do not depend on who runs them
     monkeypatch.setattr("afbox.services.issuer.owner", lambda: "physicist")
+    # nor on the data dir of whoever runs them (named environments' kernels are looked up there)
+    monkeypatch.setenv("XDG_DATA_HOME", "/var/lib")
 
 
 def by(objs, kind, name=None):
