@@ -117,16 +117,16 @@ def test_named_dashboard_checks_tokens_and_jupyterlab_lists_and_serves_it(fac):
     # the token check runs in the environment's own stack (afbox added what it needs): no side door
     dash = rec["clusters"]["old"]["dashboard"].removesuffix("/status")
     bearer = {"Authorization": f"Bearer {Path(rec['auth']['token_file']).read_text().strip()}"}
-    assert httpx.get(f"{dash}/json/identity.json", timeout=15).status_code == 401
-    assert httpx.get(f"{dash}/json/identity.json", headers=bearer, timeout=15).status_code == 200
+    assert httpx.get(f"{dash}/sitemap.json", timeout=15).status_code == 401
+    assert "/sitemap.json" in httpx.get(f"{dash}/sitemap.json", headers=bearer, timeout=15).json()["paths"]
     # the Dask panel lists it beside the facility's own, its dashboard under JupyterLab's origin
     lab = status(env, NAME)["urls"]["jupyter"].removesuffix("/lab")
     listed = wait_for(lambda: {c["name"]: c for c in httpx.get(f"{lab}/dask/clusters", headers=bearer,
                                                                   timeout=15).json()}.get("old"), 30,
                       what="the named cluster in the Dask panel's list")
     assert (listed["scheduler_address"], listed["dashboard_link"], listed["workers"]) == (NAMED, "/proxy/dask/old/", 2)
-    proxied = httpx.get(f"{lab}/proxy/dask/old/json/identity.json", headers=bearer, timeout=15)
-    assert proxied.status_code == 200 and proxied.json()["address"] == NAMED
+    proxied = httpx.get(f"{lab}/proxy/dask/old/sitemap.json", headers=bearer, timeout=15)
+    assert proxied.status_code == 200 and "/sitemap.json" in proxied.json()["paths"]
 
 
 def test_default_cluster_is_untouched(fac):
