@@ -21,8 +21,9 @@ say() { printf '[afbox install] %s\n' "$*"; }
 APT_PKGS=(xrootd-server xrootd-server-plugins xrootd-client xrootd-scitokens-plugins openssl python3-venv bubblewrap)
 # JupyterHub's proxy (configurable-http-proxy) runs on Node; a Node from elsewhere (nodesource) will do
 command -v npm >/dev/null || APT_PKGS+=(nodejs npm)
-# debootstrap: the single-file bundle's tests unpack it in a fresh minimal Debian root
-[ "$DEV" = 1 ] && APT_PKGS+=(tmux procps slurm-wlm munge debootstrap)
+# debootstrap: the single-file bundle's tests unpack it in a fresh minimal Debian root;
+# chromium + chromium-driver: the browser tests drive a real headless Chromium (Selenium)
+[ "$DEV" = 1 ] && APT_PKGS+=(tmux procps slurm-wlm munge debootstrap chromium chromium-driver)
 missing=()
 if command -v dpkg-query >/dev/null; then
   for p in "${APT_PKGS[@]}"; do

@@ -18,6 +18,8 @@ from ..run import require, run
 
 KEYCACHE_VALID = 30 * 86400
 KEYCACHE_FILL = "scitokens-keycache"  # a file made where the XCache runs (see afbox.spec.ConfigFile.fill)
+# the shared key of the facility's XCache and its own origin (xrootd's sss protocol), in the secrets dir
+SSS_KEYTAB = "identity/xrootd-sss.keytab"
 
 
 def keycache_path(cache_home: Path) -> Path:
@@ -106,3 +108,25 @@ def hashed_ca_dir(ca_file: Path, dest: Path) -> Path:
     h = run([require("openssl"), "x509", "-hash", "-noout", "-in", str(ca_file)], timeout=10).stdout.strip()
     (dest / f"{h}.0").write_bytes(Path(ca_file).read_bytes())
     return dest
+
+
+def ensure_sss_keytab(path: Path) -> Path:
+    """The key the facility's XCache presents to its own origin (xrootd's sss protocol), made once,
+    0600, in the keytab format `xrdsssadmin add` writes (made here, so a k3s host needs no xrootd)."""
+    if path.exists():
+        return path
+    import secrets
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    line = (f"0 u:xcache g:afbox n:afbox N:{secrets.randbits(62)} c:{int(time.time())} e:0 f:0 "
+            f"k:{secrets.token_hex(32)}\n")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(line)
+    os.replace(tmp, path)
+    return path
+
+
+def sss_server_directives(keytab: Path) -> list[str]:
+    """Only holders of the keytab's key are let in, for reads and writes alike: sss is the one protocol offered."""
+    return ["xrootd.seclib libXrdSec.so", f"sec.protocol sss -s {keytab}", "sec.protbind * only sss"]

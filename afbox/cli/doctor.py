@@ -48,6 +48,8 @@ def doctor(profile, config):
         click.echo(f"  {'!!' if f.fatal else 'warning:'} {f.line()}")
     if not findings:
         click.echo("  every dir the services write is writable, and no filesystem is too small")
+    for line in xrootd_exposure(fac, specs):
+        click.echo(line)
     from .. import gpu
     report = gpu.detect(timeout=5.0)
     click.echo("gpus:")
@@ -58,6 +60,23 @@ def doctor(profile, config):
         click.echo("to install what is missing:")
         for tool, pkg in missing:
             click.echo(f"  {tool:<11} {pkg}")
+
+
+def xrootd_exposure(fac, specs) -> list[str]:
+    """xrootd 5.5 has no bind address: say so, and what guards each of its ports instead."""
+    ports = {s.name: p for s in specs for label, p in s.ports if label == "xroot" and s.name in ("xcache", "origin")}
+    if not ports:
+        return []
+    bind = fac.facility.bind
+    hosts = {"xcache": "localhost" if bind in ("127.0.0.1", "localhost") else bind, "origin": "localhost"}
+    then = {"xcache": "a token (ztn over TLS)", "origin": "the XCache's own key (sss): nobody else"}
+    out = ["xrootd       the XCache and the origin listen on every interface (xrootd 5.5 has no bind address);"
+           " they admit:"]
+    for name, p in ports.items():
+        guard = f"then {then[name]}" if fac.auth.enabled else "and ask nothing more ([auth] is off)"
+        out.append(f"  {name} ({p}){' ' * (13 - len(name) - len(str(p)))}connections from {hosts[name]} "
+                   f"(xrd.allow), {guard}")
+    return out
 
 
 COMMANDS = [doctor]

@@ -41,7 +41,7 @@ def env_create(name, packages, requirements, lock, python, image):
             requirements = str(carried)
     _print_events(envs.create(name, requirements, packages, lock, python, image))
     e = envs.get(name)
-    kernel = f"Jupyter kernel \"Python ({name})\"" if e.version("ipykernel") or not e.image else "no Jupyter kernel"
+    kernel = f"Jupyter kernel \"{envs.display_name(name)}\"" if e.version("ipykernel") or not e.image else "no Jupyter kernel"
     click.echo(f"\n{name}: {e.image or e.prefix} ({time.monotonic() - t0:.1f}s); {kernel}")
     click.echo(f"start a cluster from it: afbox cluster up --env {name} --workers 2")
 
@@ -89,7 +89,7 @@ def cluster_up(env_name, cname, workers, threads, name):
     """Start a named cluster next to the facility's default one."""
     cname = cname or env_name
     _print_events(clusters.up(name, cname, env_name, workers, threads))
-    click.echo(f"\nin a \"Python ({env_name})\" notebook: import afbox; client = afbox.client(cluster={cname!r})"
+    click.echo(f"\nin a \"{envs.display_name(env_name, cname)}\" notebook: import afbox; client = afbox.client(cluster={cname!r})"
                "  (or a bare distributed.Client())")
 
 

@@ -13,12 +13,13 @@ the reference), or a .sif / sandbox dir used where it is; its python runs throug
 from __future__ import annotations
 
 from .build import Step, create, lock_prefix, lock_steps, uv_steps
-from .kernels import kernelspec, link_afbox, write_kernelspec
+from .kernels import display_name, kernelspec, link_afbox, write_kernelspec
 from .paths import client_binds, envs_root, facility_jupyter_dir, facility_kernels, jupyter_dir, kernel_name, pylib
-from .source import NEEDED, RECIPE, Source, additions, digest, parse_requirements
+from .source import DASHBOARD_CHECK, NEEDED, RECIPE, Source, additions, digest, parse_requirements
 from .store import KEY_PACKAGES, Env, all_envs, check_name, get, remove, tree_size, users
 
-__all__ = ["KEY_PACKAGES", "NEEDED", "RECIPE", "Env", "Source", "Step", "additions", "all_envs", "check_name",
-           "client_binds", "create", "digest", "envs_root", "facility_jupyter_dir", "facility_kernels", "get",
+__all__ = ["DASHBOARD_CHECK", "KEY_PACKAGES", "NEEDED", "RECIPE", "Env", "Source", "Step", "additions", "all_envs",
+           "check_name", "client_binds", "create", "digest", "display_name", "envs_root", "facility_jupyter_dir",
+           "facility_kernels", "get",
            "jupyter_dir", "kernel_name", "kernelspec", "link_afbox", "lock_prefix", "lock_steps", "parse_requirements",
            "pylib", "remove", "tree_size", "users", "uv_steps", "write_kernelspec"]

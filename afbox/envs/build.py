@@ -21,7 +21,7 @@ from ..run import require, run, which
 from ..runtimes import apptainer
 from .kernels import link_afbox, write_kernelspec
 from .paths import envs_root
-from .source import NEEDED, Source, additions, digest, request_source
+from .source import NEEDED, NEEDED_FOR, Source, additions, digest, request_source
 from .store import KEY_PACKAGES, MARKER, _existing_name, _name, check_name, get, tree_size
 
 # prints what a built environment holds; also proves that the cluster parts import
@@ -190,7 +190,7 @@ def _create_image(name: str, image: str) -> Iterator[ev.Event]:
         lacks = [n for n in NEEDED if n not in probe["packages"]]
         if lacks:
             yield ev.Event(ev.INFO, "", f"the image lacks {', '.join(lacks)} (afbox does not change images): "
-                                        + ("no Jupyter kernel" if "ipykernel" in lacks else "no root:// reads"))
+                                        + ", ".join(dict.fromkeys(NEEDED_FOR[n] for n in lacks)))
         link_afbox(None)
         meta = {"digest": key, "python": probe["python"], "source": source.__dict__, "added": [], "prefix": ".",
                 "image": sif.name if pulled else str(sif), "packages": probe["packages"], "built": time.time(),

@@ -18,8 +18,15 @@ def kernelspec(env: "Env", extra_env: dict[str, str] | None = None, binds: tuple
     if env.image:
         env_vars["PYTHONPATH"] = str(pylib())  # `import afbox` in the image: its client part only
     return {"argv": list(env.python_argv(binds)) + ["-m", "ipykernel_launcher", "-f", "{connection_file}"],
-            "display_name": f"Python ({env.name})", "language": "python", "env": env_vars,
+            "display_name": display_name(env.name, env_vars.get("AFBOX_CLUSTER")), "language": "python",
+            "env": env_vars,
             "metadata": {"afbox": {"env": env.name, "digest": env.digest}}}
+
+
+def display_name(env_name: str, cluster: str | None = None) -> str:
+    """What the launcher shows: a kernel of the user's afbox environment (any facility of theirs shows
+    it), or one bound to a named cluster of this facility."""
+    return f"Python ({env_name}, cluster {cluster})" if cluster else f"Python ({env_name}, afbox env)"
 
 
 # -- the environments on disk ---------------------------------------------------------------------

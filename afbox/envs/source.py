@@ -12,9 +12,18 @@ from packaging.utils import canonicalize_name
 
 from ..errors import AfboxError, ConfigError
 
-RECIPE = 1  # bump when what afbox adds changes, so older environments are not reused for it
-# what the afbox side needs in every environment: Dask's cluster parts, a Jupyter kernel, root:// reads
-NEEDED = ("distributed", "ipykernel", "xrootd", "fsspec-xrootd")
+RECIPE = 2  # bump when what afbox adds changes, so older environments are not reused for it
+# what the afbox side needs in every environment, and what an environment without it goes without
+NEEDED_FOR = {
+    "distributed": "no Dask cluster",
+    "ipykernel": "no Jupyter kernel",
+    "xrootd": "no root:// reads", "fsspec-xrootd": "no root:// reads",
+    # the token check afbox puts in front of a named cluster's dashboards (afbox.plugins.dask_dashboard)
+    "pyjwt": "no named cluster with [auth]", "cryptography": "no named cluster with [auth]",
+    "httpx": "no named cluster with [auth]",
+}
+NEEDED = tuple(NEEDED_FOR)
+DASHBOARD_CHECK = ("pyjwt", "cryptography", "httpx")
 
 
 @dataclass(frozen=True)

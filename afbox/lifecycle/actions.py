@@ -118,7 +118,8 @@ def new_record(ctx: Context, specs: list[ServiceSpec], backend: str) -> Facility
         workdir=str(fac.workdir), cache_dir=str(ctx.cache_dir), cache_size=ctx.cache_size, port_base=ctx.base,
         origin_dir=str(ctx.origin_dir) if fac.local_origin else None,
         auth=auth_record(ctx, specs) if fac.auth.enabled else None,
-        jupyter_token_file=str(ctx.jupyter_token_file) if fac.jupyter.enabled else None,
+        # Jupyter's own token exists only without [auth]: then it is the only way in
+        jupyter_token_file=str(ctx.jupyter_token_file) if fac.jupyter.enabled and not fac.auth.enabled else None,
         dask=DaskRecord(workers=ctx.dask.workers, threads=ctx.dask.threads, memory_limit=ctx.dask.memory_limit,
                         tls=tls),
         services=record.service_records(specs, ctx.state.logs), site=ctx.site)

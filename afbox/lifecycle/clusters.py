@@ -26,6 +26,7 @@ from ..run import run
 from ..runtimes import binds, wrap_specs
 from ..services import dask
 from ..services.context import Context
+from ..services.jupyter import dashboard_path
 from ..spec import ServiceSpec
 from ..state import FacilityState, resolve_name
 from .contexts import context_from, running
@@ -103,9 +104,21 @@ def mismatches(report: dict) -> list[str]:
 
 
 def kernel_env(name: str, entry: ClusterRecord) -> dict[str, str]:
-    """What a kernel of the cluster's environment needs to reach it with a bare Client()."""
+    """What a kernel of the cluster's environment needs to reach it with a bare Client(); its
+    dashboard link is the one JupyterLab serves (afbox.plugins.lab_dashboards)."""
     return {"AFBOX_SCHEDULER": entry.address, "DASK_SCHEDULER_ADDRESS": entry.address,
-            "AFBOX_CLUSTER": name, "DASK_DISTRIBUTED__DASHBOARD__LINK": entry.dashboard}
+            "AFBOX_CLUSTER": name, "DASK_DISTRIBUTED__DASHBOARD__LINK": "/" + dashboard_path(name) + "status"}
+
+
+def check_dashboard_guard(ctx: Context, env: envs.Env) -> None:
+    """With [auth] a named cluster's dashboards check tokens inside the environment: it must hold what
+    the check imports (afbox adds it to environments it builds; an image brings its own)."""
+    lacks = [p for p in envs.DASHBOARD_CHECK if not env.version(p)]
+    if ctx.facility.auth.enabled and lacks:
+        how = "add them to the image" if env.image else \
+            f"recreate it, afbox adds them: afbox env rm {env.name}; afbox env create {env.name} ..."
+        raise AfboxError(f"environment {env.name!r} lacks {', '.join(lacks)}: its cluster's dashboard could not "
+                         "check tokens", hint=how)
 
 
 # -- against the running facility ---------------------------------------------------------------
@@ -183,11 +196,12 @@ def up(facility: str | None, cluster: str, env_name: str, workers: int, threads:
         yield ev.Event(ev.INFO, "", f"cluster {cluster!r} has the facility's name: afbox.client({cluster!r}) means "
                                     "the cluster only in its own kernel; afbox.client(cluster="
                                     f"{cluster!r}) means it everywhere")
+    ctx = context_from(rec)
+    check_dashboard_guard(ctx, env)
     v = stack_versions(env)
     yield ev.Event(ev.INFO, "", f"environment {env.name!r}: python {v['python']}, dask {v['dask']}, "
                                 f"distributed {v['distributed']}")
     t0 = time.monotonic()
-    ctx = context_from(rec)
     entry = ClusterRecord(env=env.name, digest=env.digest, index=free[0], workers=workers,
                           threads=threads or rec.dask.threads, bin_dir=str(env.bin_dir), started=time.time(),
                           image=str(env.image) if env.image else None)

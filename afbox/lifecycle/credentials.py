@@ -1,5 +1,6 @@
 """The facility's credentials on this host, made before its services start: the signing identity,
-the Dask certificate, the CA dir for xrootd clients, the owner's token file and Jupyter's token.
+the Dask certificate, the CA dir for xrootd clients, the owner's token file, the key the XCache shares
+with the facility's own origin; without [auth], Jupyter's own token.
 Keys are made once and kept; nothing here removes anything."""
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 from ..auth import token_file
 from ..auth.identity import ensure_cert, ensure_identity, load
-from ..auth.xrootd import hashed_ca_dir, keycache_path, write_keycache
+from ..auth.xrootd import SSS_KEYTAB, ensure_sss_keytab, hashed_ca_dir, keycache_path, write_keycache
 from ..record import FacilityRecord
 from ..services import issuer
 from ..services.context import Context
@@ -27,7 +28,9 @@ def prepare(ctx: Context) -> None:
         hashed_ca_dir(ctx.identity_dir / "ca.pem", ctx.ca_dir)
         lifetime = parse_duration(ctx.facility.auth.token_lifetime)
         token_file.refresh(ctx.token_file, ctx.identity_dir, issuer.url(ctx), issuer.owner(), lifetime)
-    if ctx.facility.jupyter.enabled:
+        if ctx.facility.local_origin:
+            ensure_sss_keytab(ctx.state.secrets / SSS_KEYTAB)
+    if ctx.facility.jupyter.enabled and not ctx.facility.auth.enabled:
         write_private(ctx.jupyter_token_file, secrets.token_urlsafe(32))
 
 

@@ -19,6 +19,19 @@ from ..auth.validate import TokenRejected, Validator, bearer
 log = logging.getLogger("afbox.http_guard")
 COOKIE = "afbox_token"
 OPEN_PATHS = ("/health", "/individual-plots.json")
+# what a browser shows on refusal: what to do there, no shell syntax
+REFUSED_PAGE = b"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>Dask dashboard: log in first</title></head>
+<body style="font-family: sans-serif; max-width: 46em; margin: 2em auto">
+<h1>This Dask dashboard needs a facility token</h1>
+<p>Open JupyterLab first, with the link <code>afbox up</code> printed, under the same host name as this
+page (both <code>127.0.0.1</code> or both <code>localhost</code>): the link logs you into the
+dashboards too. Inside JupyterLab the Dask panel shows this dashboard without another login.</p>
+<p>Lost the link? Run <code>afbox up</code> again: on a running facility it only prints the link again.
+Or add <code>?token=</code> and a token from <code>afbox token</code> to this page's address once.</p>
+</body></html>
+"""
+REFUSED_TEXT = b"a facility token is required: send Authorization: Bearer TOKEN (afbox token prints one)\n"
 
 
 def request_token(target: str, headers: httputil.HTTPHeaders) -> tuple[str | None, bool]:
@@ -67,16 +80,18 @@ class _Checked(httputil.HTTPMessageDelegate):
                 raise TokenRejected(f"a token of {claims.subject!r}, not of the owner")
         except TokenRejected as e:
             log.warning("refused %s %s: %s", start_line.method, urlsplit(start_line.path).path, e.reason)
+            html = "text/html" in headers.get("Accept", "")
             return self._answer(401, "Unauthorized", {"WWW-Authenticate": 'Bearer realm="afbox"'},
-                                b"a facility token is required: open this page with ?token=$(afbox token)\n")
+                                REFUSED_PAGE if html else REFUSED_TEXT, "text/html; charset=utf-8" if html else None)
         if in_url:
             cookie = f"{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict"
             return self._answer(302, "Found", {"Location": without_token(start_line.path), "Set-Cookie": cookie}, b"")
         return self.inner.headers_received(start_line, headers)
 
-    def _answer(self, code: int, reason: str, extra: dict, body: bytes):
+    def _answer(self, code: int, reason: str, extra: dict, body: bytes, content_type: str | None = None):
         self.answered = True
-        headers = httputil.HTTPHeaders({"Content-Type": "text/plain", "Content-Length": str(len(body)), **extra})
+        headers = httputil.HTTPHeaders({"Content-Type": content_type or "text/plain", "Content-Length": str(len(body)),
+                                        **extra})
         self.conn.write_headers(httputil.ResponseStartLine("HTTP/1.1", code, reason), headers, body)
         self.conn.finish()
 

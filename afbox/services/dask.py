@@ -69,15 +69,10 @@ def dashboard_url(ctx: Context) -> str:
     return f"http://{ctx.bind}:{port(ctx.base, 'dashboard')}/status"
 
 
-def dashboard_link(ctx: Context) -> str:
-    """The dashboard as a person's browser opens it."""
-    return ctx.public_url(port(ctx.base, "dashboard"), DASHBOARD_SUBDOMAIN, "/status")
-
-
 def guarded(ctx: Context, pl: Place) -> bool:
-    """Dashboards ask for a facility token, where afbox's own Python runs them (a named cluster's
-    environment may lack what the check needs)."""
-    return ctx.facility.auth.enabled and pl.bin_dir == ctx.bin_dir
+    """With [auth] every dashboard asks for a facility token, also a named cluster's: its environment
+    holds what the check needs (afbox adds it; `cluster up` refuses an image without it)."""
+    return ctx.facility.auth.enabled
 
 
 def guard(ctx: Context, pl: Place) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:

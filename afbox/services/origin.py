@@ -5,6 +5,7 @@ dir are served at root://localhost:PORT//path and read by users through the XCac
 """
 from __future__ import annotations
 
+from ..auth.xrootd import SSS_KEYTAB, sss_server_directives
 from ..facility import Facility
 from ..ports import port
 from ..spec import ConfigFile, HealthCheck, ServiceSpec, Volume
@@ -31,12 +32,31 @@ def config_text(ctx: Context) -> str:
     return "\n".join([
         "# written by afbox; edit the facility spec instead",
         f"xrd.port {port(ctx.base, NAME)}",
-        "xrd.allow host localhost",  # only the facility's own XCache (and local tools) read from it
+        "xrd.allow host localhost",  # it listens on every interface: this host only
         "all.export /",
         f"oss.localroot {ctx.origin_dir}",
         f"all.adminpath {admin_dir(ctx)}",
         f"all.pidpath {admin_dir(ctx)}",
+        *key_lines(ctx),
     ]) + "\n"
+
+
+def keyed(ctx: Context) -> bool:
+    """With [auth] only the facility's XCache reads (or writes) here: a token-less side door otherwise."""
+    return ctx.facility.auth.enabled
+
+
+def keytab_path(ctx: Context):
+    """The origin's copy of the key it shares with the XCache, readable by xrootd's own user only."""
+    return ctx.xrootd_dir / "origin-key" / "sss.keytab"
+
+
+def key_lines(ctx: Context) -> list[str]:
+    return sss_server_directives(keytab_path(ctx)) if keyed(ctx) else []
+
+
+def key_files(ctx: Context) -> tuple[ConfigFile, ...]:
+    return (ConfigFile(str(keytab_path(ctx)), secret=SSS_KEYTAB, mode=0o600),) if keyed(ctx) else ()
 
 
 def render(ctx: Context) -> list[ServiceSpec]:
@@ -48,7 +68,7 @@ def render(ctx: Context) -> list[ServiceSpec]:
         urls=(("root", f"root://{ctx.bind}:{p}/"), ("data_dir", str(ctx.origin_dir))), primary="root",
         state_dirs=(str(ctx.xrootd_dir), str(admin_dir(ctx))),
         volumes=(Volume("data", str(ctx.origin_dir), parse_size(ctx.facility.k3s.origin_size), read_only=True),),
-        files=(ConfigFile(str(config_path(ctx)), config_text(ctx)),), image_role="xrootd",
+        files=(ConfigFile(str(config_path(ctx)), config_text(ctx)), *key_files(ctx)), image_role="xrootd",
         run_as=ctx.xrootd_user or "",
         unavailable=xrootd_missing(ctx),
     )]

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from ..auth.facility_auth import ca_paths
 from ..auth.identity import PUBLIC_KEYS
-from ..auth.xrootd import KEYCACHE_FILL, keycache_path, keycache_recipe, scitokens_config, server_directives
+from ..auth.xrootd import (KEYCACHE_FILL, SSS_KEYTAB, keycache_path, keycache_recipe, scitokens_config,
+                           server_directives)
 from ..facility import Facility
 from ..ports import port
 from ..spec import ConfigFile, HealthCheck, ServiceSpec, Volume
@@ -141,21 +142,31 @@ def files(ctx: Context) -> tuple[ConfigFile, ...]:
     return tuple(out)
 
 
+def origin_key(ctx: Context) -> tuple[tuple[ConfigFile, ...], tuple[tuple[str, str], ...]]:
+    """The key the XCache presents to the facility's own origin (xrootd's sss, as its client): its file
+    and the variable that points XrdCl at it. Nothing for a remote origin or without [auth]."""
+    if not (ctx.facility.auth.enabled and ctx.facility.local_origin):
+        return (), ()
+    path = tls_dir(ctx) / "origin-sss.keytab"
+    return (ConfigFile(str(path), secret=SSS_KEYTAB, mode=0o600),), (("XrdSecSSSKT", str(path)),)
+
+
 def render(ctx: Context) -> list[ServiceSpec]:
     p = port(ctx.base, NAME)
     argv = xrootd_argv(ctx, config_path(ctx), f"afbox-{ctx.facility.name}")
+    key_files, key_env = origin_key(ctx)
     return [ServiceSpec(
         name=NAME, argv=argv, ports=(("xroot", p),),
         # XrdCl refuses a failed origin for 30 min by default (not settable by pss.setopt in 5.5);
         # retry it soon after it comes back.
         env=(("XRD_STREAMERRORWINDOW", "5"),
-             *((("XDG_CACHE_HOME", str(cache_home(ctx))),) if ctx.facility.auth.enabled else ())),
+             *((("XDG_CACHE_HOME", str(cache_home(ctx))),) if ctx.facility.auth.enabled else ()), *key_env),
         health=HealthCheck("xrootd", host="127.0.0.1", port=p),
         urls=(("root", f"root://{ctx.bind}:{p}/"),
               ("origin", ctx.facility.xcache.origin or f"root://{ctx.bind}:{port(ctx.base, 'origin')}")),
         primary="root", links=(("xcache", "root"),),
         state_dirs=(str(ctx.xrootd_dir), str(admin_dir(ctx))),
         volumes=(Volume("cache", str(ctx.cache_dir), ctx.cache_size, min_filesystem=MIN_FILESYSTEM),),
-        files=files(ctx), image_role="xrootd", run_as=ctx.xrootd_user or "",
+        files=(*files(ctx), *key_files), image_role="xrootd", run_as=ctx.xrootd_user or "",
         unavailable=xrootd_missing(ctx),
     )]

@@ -77,10 +77,11 @@ def wait_for(pred, timeout: float = 30, interval: float = 0.3, what: str = "cond
 
 
 def isolated_env(base: Path, port_base: int) -> dict:
-    """State and cache under base; base must be traversable by xrootd's user when running as root."""
+    """State, cache and data under base; base must be traversable by xrootd's user when running as root."""
     env = dict(os.environ)
     env.update(XDG_STATE_HOME=str(base / "state"), XDG_CACHE_HOME=str(base / "cache"),
-               XDG_RUNTIME_DIR=str(base / "runtime"), AFBOX_TEST_PORT_BASE=str(port_base))
+               XDG_DATA_HOME=str(base / "data"), XDG_RUNTIME_DIR=str(base / "runtime"),
+               AFBOX_TEST_PORT_BASE=str(port_base))
     env.pop("AFBOX_SCHEDULER", None)
     env.pop("AFBOX_FACILITY", None)  # commands would act on it (as inside a facility's JupyterLab)
     return env

@@ -75,7 +75,8 @@ def in_env(fac, code: str, *args: str) -> dict:
 
 def test_env_build_adds_what_the_cluster_needs_and_is_reused(fac):
     out = fac["created"].stdout
-    assert "afbox adds what the cluster and kernel need: ipykernel, xrootd, fsspec-xrootd" in out
+    assert ("afbox adds what the cluster and kernel need: ipykernel, xrootd, fsspec-xrootd, pyjwt, cryptography, "
+            "httpx") in out
     assert f"dask {OLD}, distributed {OLD}" in out
     assert "reusing environment" in fac["again"].stdout and "resolving" not in fac["again"].stdout
     assert fac["times"]["env_reuse"] < 5
@@ -120,6 +121,24 @@ with afbox.client(cluster="old") as c:
     assert {p["dask"] for p in got["workers"].values()} == {OLD}
     assert all(p["numpy"].startswith("1.") for p in got["workers"].values())
     assert got["sum"] == 4_000_000
+
+
+def test_named_dashboard_checks_tokens_and_jupyterlab_lists_and_serves_it(fac):
+    env = fac["env"]
+    rec = json.loads(Path(env["XDG_STATE_HOME"], "afbox", NAME, "facility.json").read_text())
+    # the token check runs in the environment's own stack (afbox added what it needs): no side door
+    dash = rec["clusters"]["old"]["dashboard"].removesuffix("/status")
+    bearer = {"Authorization": f"Bearer {Path(rec['auth']['token_file']).read_text().strip()}"}
+    assert httpx.get(f"{dash}/sitemap.json", timeout=15).status_code == 401
+    assert "/sitemap.json" in httpx.get(f"{dash}/sitemap.json", headers=bearer, timeout=15).json()["paths"]
+    # the Dask panel lists it beside the facility's own, its dashboard under JupyterLab's origin
+    lab = status(env, NAME)["urls"]["jupyter"].removesuffix("/lab")
+    listed = wait_for(lambda: {c["name"]: c for c in httpx.get(f"{lab}/dask/clusters", headers=bearer,
+                                                                  timeout=15).json()}.get("old"), 30,
+                      what="the named cluster in the Dask panel's list")
+    assert (listed["scheduler_address"], listed["dashboard_link"], listed["workers"]) == (NAMED, "/proxy/dask/old/", 2)
+    proxied = httpx.get(f"{lab}/proxy/dask/old/sitemap.json", headers=bearer, timeout=15)
+    assert proxied.status_code == 200 and "/sitemap.json" in proxied.json()["paths"]
 
 
 def test_default_cluster_is_untouched(fac):
@@ -208,12 +227,12 @@ def test_kernel_appears_in_jupyter_and_runs_the_pinned_stack(fac):
                             env=env | {"JUPYTER_PATH": jupyter_env["JUPYTER_PATH"]}, capture_output=True,
                             text=True, timeout=60)
     specs = json.loads(listed.stdout)["kernelspecs"]
-    assert specs["afbox-old"]["spec"]["display_name"] == "Python (old)"
+    assert specs["afbox-old"]["spec"]["display_name"] == "Python (old, cluster old)"
     assert specs["afbox-old"]["spec"]["env"]["DASK_SCHEDULER_ADDRESS"] == NAMED
 
     base_url = st["urls"]["jupyter"].removesuffix("/lab")
     rec = json.loads(Path(env["XDG_STATE_HOME"], "afbox", NAME, "facility.json").read_text())
-    token = Path(rec["jupyter_token_file"]).read_text().strip()
+    token = Path(rec["auth"]["token_file"]).read_text().strip()  # with [auth], Jupyter takes facility tokens only
     auth = {"Authorization": f"token {token}"}
     r = httpx.post(f"{base_url}/api/kernels", json={"name": "afbox-old"}, headers=auth, timeout=30)
     assert r.status_code == 201, r.text

@@ -122,7 +122,7 @@ def test_kernel_started_by_jupyter_runs_in_the_image_and_reaches_the_cluster(fac
     st = status(env, NAME)
     base_url = st["urls"]["jupyter"].removesuffix("/lab")
     rec = json.loads(Path(env["XDG_STATE_HOME"], "afbox", NAME, "facility.json").read_text())
-    token = Path(rec["jupyter_token_file"]).read_text().strip()
+    token = Path(rec["auth"]["token_file"]).read_text().strip()  # with [auth], Jupyter takes facility tokens only
     auth = {"Authorization": f"token {token}"}
     r = httpx.post(f"{base_url}/api/kernels", json={"name": f"afbox-{ENV}"}, headers=auth, timeout=30)
     assert r.status_code == 201, r.text

@@ -1,5 +1,5 @@
 """The facility on a real k3s: `afbox up --backend k3s` as root, then the checks the local
-integration tests make (a Dask computation, Jupyter 200 with its token and 403 without, a read
+integration tests make (a Dask computation, Jupyter 200 with a facility token and 403 without, a read
 through the XCache), reached with `kubectl port-forward`. Needs the k3s binary on PATH (a Ready
 node) and the afbox images imported or pullable; skips, saying which, otherwise."""
 from __future__ import annotations
@@ -83,8 +83,11 @@ def test_dask_computes_over_tls(fac):
             assert len(c.scheduler_info()["workers"]) == 2
 
 
-def test_jupyter_answers_200_with_its_token_and_403_without(fac):
-    token = Path(fac["rec"]["jupyter_token_file"]).read_text().strip()
+def test_jupyter_answers_200_with_a_facility_token_and_403_without(fac):
+    from afbox.auth.identity import load
+    from afbox.auth.tokens import mint
+    issuer = f"https://issuer.{NS}.svc:8781"  # the issuer the pods check tokens against
+    token = mint(load(Path(fac["rec"]["auth"]["identity_dir"])), issuer, "physicist", "jupyter.access", issuer)
     with port_forward("svc/jupyter", 8788) as port:
         url = f"http://127.0.0.1:{port}/api/contents"
         assert httpx.get(url, headers={"Authorization": f"token {token}"}, timeout=20).status_code == 200

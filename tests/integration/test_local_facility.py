@@ -108,20 +108,34 @@ def test_afbox_client_helper_connects(fac):
     assert p.stdout.strip() == "6", p.stderr
 
 
-def test_jupyter_requires_its_token(fac):
+def test_jupyter_opens_only_to_facility_tokens(fac):
     url = fac["st"]["urls"]["jupyter"].removesuffix("/lab")
-    token = Path(fac["env"]["XDG_STATE_HOME"], "afbox", NAME, "secrets", "jupyter_token").read_text().strip()
-    assert httpx.get(f"{url}/api/status", headers={"Authorization": f"token {token}"}).status_code == 200
+    owner = Path(fac["env"]["XDG_STATE_HOME"], "afbox", NAME, "secrets", "tokens", "data.token").read_text().strip()
+    assert httpx.get(f"{url}/api/status", headers={"Authorization": f"Bearer {owner}"}).status_code == 200
     assert httpx.get(f"{url}/api/status").status_code == 403
     assert httpx.get(f"{url}/api/status", headers={"Authorization": "token wrong"}).status_code == 403
+    # with [auth] Jupyter has no token of its own: none is made, none is accepted
+    assert not Path(fac["env"]["XDG_STATE_HOME"], "afbox", NAME, "secrets", "jupyter_token").exists()
+    assert "JUPYTER_TOKEN_FILE" not in psutil.Process(service(fac["st"], "jupyter")["pid"]).environ()
 
 
-def test_dask_panel_points_at_this_facility(fac):
+def test_dask_panel_opens_the_dashboard_under_jupyterlab(fac):
     url = fac["st"]["urls"]["jupyter"].removesuffix("/lab")
-    token = Path(fac["env"]["XDG_STATE_HOME"], "afbox", NAME, "secrets", "jupyter_token").read_text().strip()
-    r = httpx.get(f"{url}/lab/api/settings/dask-labextension:plugin", headers={"Authorization": f"token {token}"})
+    owner = Path(fac["env"]["XDG_STATE_HOME"], "afbox", NAME, "secrets", "tokens", "data.token").read_text().strip()
+    auth = {"Authorization": f"Bearer {owner}"}
+    r = httpx.get(f"{url}/lab/api/settings/dask-labextension:plugin", headers=auth)
     assert r.status_code == 200
-    assert r.json()["settings"]["defaultURL"] == fac["st"]["urls"]["dashboard"].removesuffix("/status")
+    assert r.json()["settings"]["defaultURL"] == "proxy/dask/default/"
+    # JupyterLab proxies it to this facility's dashboard, whose own token check still applies
+    assert httpx.get(f"{url}/proxy/dask/default/individual-plots.json", headers=auth).json()["Individual Task Stream"]
+    assert httpx.get(f"{url}/proxy/dask/default/status", headers=auth).status_code == 200
+    anonymous = httpx.get(f"{url}/proxy/dask/default/status")  # Jupyter's login first
+    assert anonymous.status_code == 302 and "/login" in anonymous.headers["location"]
+    lab_only = _token(fac, "--scope", "jupyter.access")
+    refused = httpx.get(f"{url}/proxy/dask/default/status", headers={"Authorization": f"Bearer {lab_only}"})
+    assert refused.status_code == 401  # into Jupyter, but no compute.create for the dashboard
+    clusters = httpx.get(f"{url}/dask/clusters", headers=auth).json()
+    assert [(c["name"], c["dashboard_link"]) for c in clusters] == [("default", "/proxy/dask/default/")]
 
 
 def test_kernels_see_the_scheduler(fac):
@@ -132,8 +146,9 @@ def test_kernels_see_the_scheduler(fac):
 
 
 def test_no_secret_in_process_titles_logs_or_status(fac):
-    token = Path(fac["env"]["XDG_STATE_HOME"], "afbox", NAME, "secrets", "jupyter_token").read_text().strip()
-    assert (Path(fac["env"]["XDG_STATE_HOME"], "afbox", NAME, "secrets", "jupyter_token").stat().st_mode & 0o777) == 0o600
+    token_file = Path(fac["env"]["XDG_STATE_HOME"], "afbox", NAME, "secrets", "tokens", "data.token")
+    token = token_file.read_text().strip()
+    assert (token_file.stat().st_mode & 0o777) == 0o600
     for p in psutil.process_iter(["cmdline"]):
         assert token not in " ".join(p.info["cmdline"] or [])
     for log in Path(fac["env"]["XDG_STATE_HOME"], "afbox", NAME, "logs").glob("*.log"):

@@ -3,6 +3,7 @@ named cluster specs and the client's naming rule; all pure or on temporary files
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -30,10 +31,12 @@ def test_requirements_are_normalized_and_bad_lines_name_file_and_line():
 
 
 def test_additions_follow_a_dask_pin_and_respect_the_users_own():
+    check = ["pyjwt", "cryptography", "httpx"]  # the named cluster dashboards' token check
     assert envs.additions(reqs("dask==2023.11.0", "numpy<2")) == [
-        "distributed==2023.11.0", "ipykernel", "xrootd", "fsspec-xrootd"]
-    assert envs.additions(reqs("dask>=2024.1")) == ["distributed", "ipykernel", "xrootd", "fsspec-xrootd"]
-    assert envs.additions(reqs("distributed==2023.11.0", "IPyKernel", "xrootd<6", "fsspec_xrootd")) == []
+        "distributed==2023.11.0", "ipykernel", "xrootd", "fsspec-xrootd", *check]
+    assert envs.additions(reqs("dask>=2024.1")) == ["distributed", "ipykernel", "xrootd", "fsspec-xrootd", *check]
+    assert envs.additions(reqs("distributed==2023.11.0", "IPyKernel", "xrootd<6", "fsspec_xrootd", "PyJWT[crypto]",
+                               "cryptography", "httpx")) == []
 
 
 def test_same_contents_same_digest_and_anything_else_differs():
@@ -87,11 +90,15 @@ def test_kernelspec_runs_the_envs_python_and_points_at_its_own_cluster_only(tmp_
     k = envs.kernelspec(env_obj(tmp_path))
     assert k["argv"] == [str(tmp_path / "0123abcd" / "bin" / "python"), "-m", "ipykernel_launcher", "-f",
                          "{connection_file}"]
-    assert k["display_name"] == "Python (agc)" and k["env"]["DASK_SCHEDULER_ADDRESS"] == ""
+    # labelled as the user's environment, which every facility of theirs shows
+    assert k["display_name"] == "Python (agc, afbox env)" and k["env"]["DASK_SCHEDULER_ADDRESS"] == ""
     entry = ClusterRecord(env="agc", digest="0123abcd", index=0, workers=1, threads=1, bin_dir="/b", started=0,
                           address="tls://127.0.0.1:9600", dashboard="http://127.0.0.1:9601/status")
-    k = envs.kernelspec(env_obj(tmp_path), clusters.kernel_env("agc", entry))
+    k = envs.kernelspec(env_obj(tmp_path), clusters.kernel_env("fit", entry))
     assert k["env"]["DASK_SCHEDULER_ADDRESS"] == k["env"]["AFBOX_SCHEDULER"] == "tls://127.0.0.1:9600"
+    # bound to this facility's named cluster: said so, and its dashboard is the one JupyterLab serves
+    assert k["display_name"] == "Python (agc, cluster fit)"
+    assert k["env"]["DASK_DISTRIBUTED__DASHBOARD__LINK"] == "/proxy/dask/fit/status"
 
 
 def test_jupyter_finds_facility_kernels_first_then_every_environment():
@@ -180,3 +187,9 @@ def test_in_a_named_clusters_kernel_its_name_means_the_cluster_even_when_the_fac
     monkeypatch.delenv("AFBOX_SCHEDULER")
     with pytest.warns(UserWarning, match="connecting to the default cluster of facility 'agc'"):
         assert afbox.scheduler_address("agc") == "tls://127.0.0.1:1"
+
+
+def test_tests_keep_kernels_out_of_the_users_real_dirs():
+    """Every facility of the user shows the kernels in their data dir: the suite writes its own elsewhere."""
+    import tempfile
+    assert envs.jupyter_dir().resolve().is_relative_to(Path(tempfile.gettempdir()).resolve())

@@ -73,6 +73,8 @@ def ctx(case: str) -> Context:
 def _owner(monkeypatch):
     # the issuer names the facility's owner in the data token; the golden files do not depend on who runs them
     monkeypatch.setattr("afbox.services.issuer.owner", lambda: "physicist")
+    # nor on the data dir of whoever runs them (named environments' kernels are looked up there)
+    monkeypatch.setenv("XDG_DATA_HOME", "/var/lib")
 
 
 def by(objs, kind, name=None):
@@ -181,18 +183,23 @@ def test_secrets_reach_only_the_pods_that_name_them():
     def items(name):
         pod = next(w for w in by(objs, "Deployment") + by(objs, "StatefulSet") if w["metadata"]["name"] == name)
         vols = pod["spec"]["template"]["spec"]["volumes"]
-        srcs = next(v["projected"]["sources"] for v in vols if v["name"] == "source")
+        srcs = next((v["projected"]["sources"] for v in vols if v["name"] == "source"), [])  # none: no files
         return {f"{s['secret']['name']}/{i['key']}" for s in srcs if "secret" in s for i in s["secret"]["items"]}
     # token checks (Jupyter, gateway, dashboards) read the public keys; only the issuer signs
     assert items("dask-worker") == {"identity/ca.pem", "identity/dask.pem", "identity/dask-key.pem",
                                     "identity/ca-hashed_1a2b3c4d.0", "data-token/tokens_data.token",
                                     "identity/public-keys.json"}
-    assert "identity/public-keys.json" in items("jupyter") and "jupyter-token/jupyter_token" in items("jupyter")
+    # with [auth] Jupyter opens to facility tokens only: it has no token of its own
+    assert "identity/public-keys.json" in items("jupyter")
+    assert not [i for i in items("jupyter") if i.startswith("jupyter-token/")]
     assert "identity/signing-key.pem" not in items("jupyter")
     # the issuer names its identity dir: the identity's own files and its own certificate, not the Dask key
     assert items("issuer") == {"identity/ca.pem", "identity/public-keys.json", "identity/signing-key.pem",
                                "issuer-tls/tls.crt", "issuer-tls/tls.key", "data-token/tokens_data.token"}
-    assert items("xcache") == {"identity/ca.pem", "xcache-tls/tls.crt", "xcache-tls/tls.key"}
+    assert items("xcache") == {"identity/ca.pem", "xcache-tls/tls.crt", "xcache-tls/tls.key", "identity/xrootd-sss.keytab"}
+    # the key the origin asks for reaches the XCache and the origin only
+    pods = [w["metadata"]["name"] for w in by(objs, "Deployment") + by(objs, "StatefulSet")]
+    assert {p for p in pods if "identity/xrootd-sss.keytab" in items(p)} == {"xcache", "origin"}
     assert "jupyter-token/jupyter_token" not in items("dask-scheduler")
     assert "identity/signing-key.pem" not in items("dask-scheduler")
 
@@ -273,3 +280,19 @@ def test_the_gateway_starts_each_cluster_as_pods_with_limits():
     route = by(objs, "IngressRoute", "gateway-api")
     assert route["spec"]["routes"][0]["services"] == [{"name": "gateway", "port": 8785}]
     assert route["metadata"]["labels"]["gateway.dask.org/instance"] == "afbox-edge"
+
+
+def test_the_dask_panel_finds_the_dashboard_inside_the_cluster():
+    """In the Jupyter pod the panel's URL is relative to JupyterLab (no ingress host name to resolve there)
+    and JupyterLab proxies it to the scheduler's Service, which the NetworkPolicies let it reach."""
+    import json
+    objs = render("laptop")
+    cm = next(o for o in by(objs, "ConfigMap") if "plugin.jupyterlab-settings" in o.get("data", {}))
+    url = json.loads(cm["data"]["plugin.jupyterlab-settings"])["defaultURL"]
+    assert not re.match(r"\w+://", url) and not url.startswith("/"), url
+    jupyter = next(o for o in objs if o["kind"] in ("Deployment", "StatefulSet") and o["metadata"]["name"] == "jupyter")
+    env = {e["name"]: e.get("value") for e in container(jupyter)["env"]}
+    ns = by(objs, "Namespace")[0]["metadata"]["name"]
+    assert env["AFBOX_DASHBOARD"] == f"http://dask-scheduler.{ns}.svc:8787"
+    svc = by(objs, "Service", "dask-scheduler")
+    assert 8787 in [p["port"] for p in svc["spec"]["ports"]]

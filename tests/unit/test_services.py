@@ -1,4 +1,5 @@
 """Rendering is pure: same inputs, same specs; the specs say what a site admin would expect."""
+import json
 from pathlib import Path
 
 from afbox import services
@@ -51,7 +52,12 @@ def test_everything_binds_loopback_and_jupyter_token_is_by_file():
     j = next(s for s in specs if s.name == "jupyter")
     assert "--ServerApp.ip=127.0.0.1" in j.argv
     assert not any("token=" in a.lower() for a in j.argv)
-    assert j.env_dict["JUPYTER_TOKEN_FILE"].endswith("secrets/jupyter_token")
+    # with [auth] Jupyter has no token of its own (facility tokens only); its health check shows the owner's
+    assert "JUPYTER_TOKEN_FILE" not in j.env_dict
+    assert j.health.headers == (("bearer-file", str(ctx().token_file)),)
+    plain = jupyter.render(ctx(overrides={"auth": {"enabled": False}}))[0]
+    assert plain.env_dict["JUPYTER_TOKEN_FILE"].endswith("secrets/jupyter_token")
+    assert plain.health.headers == (("token-file", plain.env_dict["JUPYTER_TOKEN_FILE"]),)
     assert j.env_dict["DASK_SCHEDULER_ADDRESS"] == "tls://127.0.0.1:18786"
     assert j.env_dict["DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION"] == "True"
     assert j.env_dict["DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY"].endswith("identity/dask-key.pem")
@@ -64,8 +70,40 @@ def test_jupyter_allows_root_only_when_root():
     assert "--allow-root" in jupyter.render(ctx(as_root=True))[0].argv
 
 
-def test_labextension_points_at_dashboard():
-    assert jupyter.labextension_settings(ctx())["defaultURL"] == "http://127.0.0.1:18787"
+def test_dask_panel_opens_the_dashboard_under_jupyterlabs_own_origin():
+    j = jupyter.render(ctx())[0]
+    files = {Path(f.path).name: json.loads(f.text) for f in j.files}
+    # a path relative to JupyterLab: the same host name and port it was opened with
+    assert files["plugin.jupyterlab-settings"]["defaultURL"] == "proxy/dask/default/"
+    # where JupyterLab's proxy sends that path (a fact k3s turns into the scheduler's Service name)
+    assert j.env_dict["AFBOX_DASHBOARD"] == "http://127.0.0.1:18787"
+    assert j.env_dict["DASK_DISTRIBUTED__DASHBOARD__LINK"] == "/proxy/dask/default/status"
+    config = files["jupyter_server_config.json"]
+    assert config["ServerApp"]["jpserver_extensions"] == {"afbox.plugins.lab_extension": True}
+    assert j.env_dict["JUPYTER_CONFIG_PATH"] == str(Path(j.files[2].path).parent)
+
+
+def test_jupyterlab_never_asks_about_or_fetches_news():
+    j = jupyter.render(ctx())[0]
+    files = {Path(f.path).name: (f.path, json.loads(f.text)) for f in j.files}
+    path, settings = files["notification.jupyterlab-settings"]
+    assert path.endswith("jupyterlab-settings/@jupyterlab/apputils-extension/notification.jupyterlab-settings")
+    assert settings == {"fetchNews": "false", "checkForUpdates": False}
+    lab = files["jupyter_server_config.json"][1]["LabApp"]
+    assert lab["news_url"] is None and lab["check_for_updates_class"].endswith("NeverCheckForUpdate")
+
+
+def test_new_cluster_in_the_dask_panel_goes_through_the_gateway():
+    env = jupyter.render(ctx())[0].env_dict
+    assert env["DASK_LABEXTENSION__FACTORY__MODULE"] == "dask_gateway"
+    assert env["DASK_LABEXTENSION__FACTORY__CLASS"] == "GatewayCluster"
+    assert env["DASK_GATEWAY__ADDRESS"] == "http://127.0.0.1:18783"
+    assert env["DASK_GATEWAY__PROXY_ADDRESS"] == "gateway://127.0.0.1:18784"
+    assert env["DASK_GATEWAY__AUTH__TYPE"] == "afbox.plugins.gateway_token.TokenFileAuth"
+    # its clusters' dashboard links point under JupyterLab too
+    assert env["DASK_GATEWAY__PUBLIC_ADDRESS"] == "/proxy/dask-gateway"
+    plain = jupyter.render(ctx(overrides={"auth": {"enabled": False}}))[0].env_dict
+    assert not any(k.startswith(("DASK_GATEWAY__", "DASK_LABEXTENSION__")) for k in plain)
 
 
 def test_xcache_config():
@@ -134,6 +172,28 @@ def test_origin_config_serves_its_data_dir():
     c = ctx(origin_dir=Path("/data/origin"))
     lines = origin.config_text(c).splitlines()
     assert "oss.localroot /data/origin" in lines and "xrd.port 18782" in lines and "xrd.allow host localhost" in lines
+
+
+def test_only_the_xcache_holds_the_key_the_origin_asks_for():
+    from afbox.services import origin
+    specs = {s.name: s for s in services.render(ctx())}
+    lines = origin.config_text(ctx()).splitlines()
+    keytab = "/c/xrootd/origin-key/sss.keytab"
+    # sss is the one protocol offered: no credential-less reads or writes
+    assert f"sec.protocol sss -s {keytab}" in lines and "sec.protbind * only sss" in lines
+    key = next(f for f in specs["origin"].files if f.path == keytab)
+    assert key.secret == "identity/xrootd-sss.keytab" and key.mode == 0o600
+    client = next(f for f in specs["xcache"].files if f.secret == "identity/xrootd-sss.keytab")
+    assert client.mode == 0o600 and specs["xcache"].env_dict["XrdSecSSSKT"] == client.path
+    # nobody else gets it
+    holders = {s.name for s in specs.values() for f in s.files if f.secret == "identity/xrootd-sss.keytab"}
+    assert holders == {"origin", "xcache"}
+    assert not any("sss" in a for s in specs.values() for _, a in s.env if s.name != "xcache")
+    # a remote origin is not ours to key; without [auth] nothing is
+    remote = {s.name: s for s in services.render(ctx(overrides={"xcache": {"origin": "root://far.example:1094"}}))}
+    assert "XrdSecSSSKT" not in remote["xcache"].env_dict
+    off = ctx(overrides={"auth": {"enabled": False}})
+    assert not any(line.startswith("sec.") for line in origin.config_text(off).splitlines())
 
 
 def test_issuer_is_https_on_loopback_and_jupyter_trusts_it():

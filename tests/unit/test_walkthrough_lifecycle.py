@@ -49,7 +49,7 @@ def fake_env(name: str, root: Path) -> envs.Env:
     py = d / "bin" / "python"
     py.write_text(f"#!/bin/sh\nexec {sys.executable} \"$@\"\n")
     py.chmod(py.stat().st_mode | stat.S_IXUSR)
-    (d / envs.store.MARKER).write_text(json.dumps({"prefix": ".", "packages": {"dask": "x"}}))
+    (d / envs.store.MARKER).write_text(json.dumps({"prefix": ".", "packages": {"dask": "x", **{p: "x" for p in envs.DASHBOARD_CHECK}}}))
     (envs.paths.envs_root() / "names").mkdir(parents=True, exist_ok=True)
     (envs.paths.envs_root() / "names" / f"{name}.json").write_text(
         json.dumps({"name": name, "digest": digest, "created": 0}))

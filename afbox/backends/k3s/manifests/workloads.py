@@ -67,7 +67,7 @@ def probe(spec: ServiceSpec) -> dict | None:
     if h.kind == "dask-worker":  # the worker's own dashboard answers once it runs
         dash = next((p for label, p in spec.ports if "dashboard" in label), own)
         return {"httpGet": {"path": "/health", "port": dash}}
-    if h.kind in ("http", "https") and any(k == "token-file" for k, _ in h.headers):
+    if h.kind in ("http", "https") and any(k in ("token-file", "bearer-file") for k, _ in h.headers):
         # a token-protected server: its unauthenticated version endpoint (Jupyter's /api)
         return {"httpGet": {"path": "/api", "port": own}}
     if h.kind in ("http", "https"):
