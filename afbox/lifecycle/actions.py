@@ -17,6 +17,7 @@ from ..spec import ServiceSpec
 from ..state import FacilityState
 from . import clusters, credentials
 from .contexts import context, context_from, detect_gpus, running
+from .sites import site_records
 
 
 def up(fac: Facility) -> Iterator[ev.Event]:
@@ -71,7 +72,7 @@ def new_record(ctx: Context, specs: list[ServiceSpec], backend: str) -> Facility
         jupyter_token_file=str(ctx.jupyter_token_file) if fac.jupyter.enabled else None,
         dask=DaskRecord(workers=ctx.dask.workers, threads=ctx.dask.threads, memory_limit=ctx.dask.memory_limit,
                         tls=tls),
-        services=record.service_records(specs, ctx.state.logs), site=ctx.site)
+        services=record.service_records(specs, ctx.state.logs), site=ctx.site, sites=site_records(ctx, specs))
 
 
 def auth_record(ctx: Context, specs: list[ServiceSpec]) -> AuthRecord:

@@ -12,6 +12,7 @@ from ..auth.xrootd import hashed_ca_dir, keycache_path, write_keycache
 from ..record import FacilityRecord
 from ..services import issuer
 from ..services.context import Context
+from ..sites import trust
 from ..state import write_private
 from ..units import parse_duration
 
@@ -19,12 +20,13 @@ from ..units import parse_duration
 def prepare(ctx: Context) -> None:
     ctx.state.ensure()
     if ctx.facility.auth.enabled:
-        hosts = tuple(dict.fromkeys(("localhost", "127.0.0.1", ctx.bind)))
+        hosts = tuple(dict.fromkeys(("localhost", "127.0.0.1", ctx.bind, ctx.public_host)))
         ensure_identity(ctx.identity_dir, hosts=hosts)
         ensure_cert(ctx.identity_dir, "dask", hosts=hosts)
         hashed_ca_dir(ctx.identity_dir / "ca.pem", ctx.ca_dir)
         lifetime = parse_duration(ctx.facility.auth.token_lifetime)
         token_file.refresh(ctx.token_file, ctx.identity_dir, issuer.url(ctx), issuer.owner(), lifetime)
+        trust.write(ctx)  # other sites: the trust file every checker reads, peer caches' tokens
     if ctx.facility.jupyter.enabled:
         write_private(ctx.jupyter_token_file, secrets.token_urlsafe(32))
 

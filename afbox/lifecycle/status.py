@@ -14,6 +14,7 @@ from .. import backends, record
 from ..health import check
 from ..record import FacilityRecord
 from ..state import FacilityState
+from .sites import probe
 
 CHECKED = ("running", "starting")  # states in which a service may already answer its health check
 
@@ -47,6 +48,7 @@ class Status(BaseModel):
     gpus: dict[str, Any] | None = None
     clusters: dict[str, Any] | None = None
     slurm: dict[str, Any] | None = None
+    sites: dict[str, Any] | None = None   # other facilities it trusts, as seen now (lifecycle.sites.probe)
 
     @property
     def down(self) -> bool:
@@ -89,7 +91,7 @@ def status(name: str) -> Status:
     overall = "up" if all(r.health == "healthy" for r in runnable) else "degraded"
     return Status(facility=name, state=overall, profile=rec.profile, backend=rec.backend, started=rec.started,
                   workdir=rec.workdir, services=rows, urls=rec.urls(), gpus=gpu_status(rec),
-                  clusters=named_clusters(rec), **extra)
+                  clusters=named_clusters(rec), sites=probe(rec) or None, **extra)
 
 
 def refresh(last: Status) -> Status | None:

@@ -33,4 +33,4 @@ class FacilityIdentityProvider(ValidatorFromEnv, IdentityProvider):
             # (cookies are per host, not per port)
             handler.set_cookie(COOKIE, token, path="/", httponly=True, samesite="Strict",
                                expires=claims.expires)
-        return User(username=claims.subject, name=claims.subject, display_name=claims.subject)
+        return User(username=claims.user, name=claims.user, display_name=claims.user)

@@ -29,6 +29,7 @@ class Context:
     site: dict[str, Any] = field(default_factory=dict)
     # where people reach exposed ports when not at bind:port (k3s: the ingress host)
     ingress_host: str = ""
+    sites: tuple = ()          # other facilities this one trusts (afbox.sites.model.Site)
 
     @property
     def dask_tls(self) -> dict[str, str] | None:
@@ -68,6 +69,11 @@ class Context:
     @property
     def bind(self) -> str:
         return self.facility.facility.bind
+
+    @property
+    def public_host(self) -> str:
+        """Where other sites reach this facility ([facility] public_host); else its bind address."""
+        return self.facility.facility.public_host or self.bind
 
     @property
     def jupyter_token_file(self) -> Path:
