@@ -88,12 +88,17 @@ def record_data_env(rec: dict) -> dict[str, str]:
     return {"BEARER_TOKEN_FILE": auth["token_file"], "X509_CERT_DIR": auth["ca_dir"]}
 
 
-def client(name: str | None = None, cluster: str | None = None, **kwargs):
+def client(name: str | None = None, cluster: str | None = None, site: str | None = None, **kwargs):
     """A distributed.Client connected to the facility's Dask cluster: `client = afbox.client()`.
 
     `afbox.client(cluster="agc")` connects to the named cluster "agc" (afbox cluster up) of the
     facility; `afbox.client("agc")` does too when no facility is called "agc" but a named cluster is
-    (a facility of that name wins). `afbox.client("fac", cluster="agc")` names both."""
+    (a facility of that name wins). `afbox.client("fac", cluster="agc")` names both.
+    `afbox.client(site="B")` starts a Dask cluster AT the trusted site B, through B's gateway, as this
+    user (`workers=N`, default 2); see afbox.sites.remote."""
+    if site:
+        from .sites.remote import client as at_site
+        return at_site(site, name, **kwargs)
     from distributed import Client
 
     kwargs.setdefault("security", security(name, cluster))

@@ -35,9 +35,10 @@ def main(ctx: click.Context, verbose: bool) -> None:
         open_console()
 
 
-from . import cache_cmds, demo_cmds, doctor, env_cmds, facility_cmds, gpu_cmd, k3s_cmds, slurm_cmds, token_cmds, tui_cmd
+from . import (cache_cmds, demo_cmds, doctor, env_cmds, facility_cmds, gpu_cmd, k3s_cmds, site_cmds, slurm_cmds,
+               token_cmds, tui_cmd)
 
 for module in (facility_cmds, doctor, cache_cmds, gpu_cmd, demo_cmds, token_cmds, tui_cmd,
-               slurm_cmds, k3s_cmds, env_cmds):
+               slurm_cmds, k3s_cmds, env_cmds, site_cmds):
     for cmd in module.COMMANDS:
         main.add_command(cmd)

@@ -57,6 +57,7 @@ def site_lines(ctx: Context) -> list[str]:
     if not federates(ctx):
         return []
     env = {k: v for k, v in (*ctx.data_env, *issuer.validator_env(ctx)) if k != "BEARER_TOKEN_FILE"}
+    env["AFBOX_FACILITY_RECORD"] = str(ctx.state.record_file)  # where they run (afbox.sites.locality reads it)
     return ["from afbox.plugins.site_limits import site_options",
             f"c.FacilityBackend.cluster_options = site_options({env!r})"]
 

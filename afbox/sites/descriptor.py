@@ -131,6 +131,18 @@ def fetch(url: str, pin: str | None = None, ca_pem: str | None = None, token: st
     return doc, jwks, ca_pem
 
 
+def granted(url: str, ca_pem: str, token: str, timeout: float = 10) -> list[str] | None:
+    """What the site at url granted the bearer of token (one of ours, for its audience); None when it
+    does not trust us (yet) or cannot be asked."""
+    try:
+        with httpx.Client(verify=ssl.create_default_context(cadata=ca_pem), timeout=timeout) as c:
+            doc = c.get(url + WELL_KNOWN, headers={"Authorization": f"Bearer {token}"}).raise_for_status().json()
+    except (httpx.HTTPError, ValueError):
+        return None
+    answer = doc.get("granted")
+    return [str(g) for g in answer] if isinstance(answer, list) else None
+
+
 def _why(e: Exception) -> str:
     text = str(e) or type(e).__name__
     return text.splitlines()[0][:200]

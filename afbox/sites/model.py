@@ -23,6 +23,12 @@ def storage_paths(scopes, kind: str = "storage.read") -> list[str]:
     return [s.split(":", 1)[1] for s in scopes if s.startswith(kind + ":")]
 
 
+def tokenable(offered, grants) -> list[str]:
+    """What a token of ours for a site may carry: what the site offered us there, and reading our own
+    data it caches (the storage paths we granted it): its cache for our data checks our issuer."""
+    return list(dict.fromkeys([*offered, *(g for g in grants if g.startswith("storage.read:"))]))
+
+
 def origin(url: str) -> str:
     """An https URL's scheme://host:port, the form an issuer has."""
     parts = urlsplit(url)

@@ -20,6 +20,7 @@ from ..auth.site_trust import SITE_TOKEN_LIFETIME, SiteTrust
 from ..auth.tokens import mint_for_site
 from ..auth.validate import LocalJwks, TokenRejected, Validator, bearer
 from .descriptor import WELL_KNOWN, fingerprint
+from .model import tokenable
 
 log = logging.getLogger("afbox.sites")
 EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
@@ -77,7 +78,7 @@ class SiteService:
         lifetime = min(SITE_TOKEN_LIFETIME, claims.expires - time.time())
         try:
             token = mint_for_site(load(self.identity_dir), self.issuer, claims.subject, site["audience"], requested,
-                                  site.get("offered", []), lifetime=lifetime)
+                                  tokenable(site.get("offered", []), site.get("grants", [])), lifetime=lifetime)
         except ValueError as e:
             raise ExchangeRefused("invalid_scope", str(e)) from None
         log.info("exchanged a token of %s for site %s", claims.subject, site["name"])
