@@ -36,6 +36,11 @@ def data_dir(ctx: Context, site):
     return ctx.cache_dir.parent / trust.section(site)
 
 
+def admin_dir(ctx: Context, site):
+    """Short: xrootd puts its unix sockets under it (at most 108 characters with their names)."""
+    return ctx.xrootd_dir / f"{site.name}.adm"
+
+
 def config_text(ctx: Context, site) -> str:
     d = trust.cache_dir(ctx.xrootd_dir, site)
     origin = urlsplit(site.descriptor.xrootd.root).netloc
@@ -56,8 +61,8 @@ def config_text(ctx: Context, site) -> str:
         "pfc.blocksize 1M",
         f"pfc.diskusage {xcache.DISK_LOW} {xcache.DISK_HIGH} files {mib(size * xcache.BASELINE)} "
         f"{mib(size * xcache.NOMINAL)} {mib(size)}",
-        f"all.adminpath {d / 'admin'}",
-        f"all.pidpath {d / 'admin'}",
+        f"all.adminpath {admin_dir(ctx, site)}",
+        f"all.pidpath {admin_dir(ctx, site)}",
         *server_directives(d / "tls" / "server.pem", d / "tls" / "server-key.pem", d / "tls" / "ca.pem",
                            d / "scitokens.cfg"),
     ]) + "\n"
@@ -80,7 +85,7 @@ def render_one(ctx: Context, site) -> ServiceSpec:
              ConfigFile(str(d / "scitokens.cfg"), scitokens_text(ctx, site)),
              ConfigFile(str(keycache_path(d / "cache")), keys, fill=KEYCACHE_FILL, mode=0o600, writable=True))
     return ServiceSpec(
-        name=service_name(site), argv=xcache.xrootd_argv(ctx, cfg, f"afbox-{ctx.facility.name}-{trust.section(site)}"),
+        name=service_name(site), argv=xcache.xrootd_argv(ctx, cfg, f"afbox-{site.name}"),
         ports=(("xroot", p),),
         # its own credential towards the site (renewed by the issuer) and the site's CA for its TLS
         env=(("XDG_CACHE_HOME", str(d / "cache")), ("BEARER_TOKEN_FILE", str(trust.cache_token_file(ctx.xrootd_dir, site))),
@@ -88,7 +93,7 @@ def render_one(ctx: Context, site) -> ServiceSpec:
              ("AFBOX_SITES_DIGEST", trust.digest([site]))),
         health=HealthCheck("xrootd", host="127.0.0.1", port=p),
         urls=(("root", f"root://{ctx.public_host}:{p}/"), ("origin", site.descriptor.xrootd.root)), primary="root",
-        needs=(issuer.NAME,), state_dirs=(str(d), str(d / "admin")),
+        needs=(issuer.NAME,), state_dirs=(str(d), str(admin_dir(ctx, site))),
         volumes=(Volume(trust.section(site), str(data_dir(ctx, site)), ctx.cache_size // SHARE),),
         files=files, image_role="xrootd", run_as=ctx.xrootd_user or "",
         unavailable=None if ctx.xrootd else f"xrootd is not installed; {xcache.INSTALL_HINT}",
