@@ -151,6 +151,11 @@ class LiveSource:
     def follow(self, path: str) -> LogFollower:
         return LogFollower(path)
 
+    def sites(self, name: str) -> dict:
+        from afbox.lifecycle.sites import probe
+        rec = record.read(FacilityState(name))
+        return probe(rec) if rec else {}
+
     # -- the overview, once a second --------------------------------------------------------
     def stale(self) -> None:
         """Something changed (an action ran): the next overview reads everything afresh."""

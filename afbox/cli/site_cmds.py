@@ -47,12 +47,11 @@ def add(name, url, code, fingerprint, grants, max_workers):
     from ..sites import admin
 
     def confirm(fp: str) -> bool:  # trust on first use, like ssh: only with a person at the terminal
-        if not sys.stdin.isatty():
-            return False
         click.echo(f"{url} presents CA {fp}")
         return click.confirm("trust it? (compare with the fingerprint its admin sees)", default=False)
 
-    added = admin.add(name, url, code, fingerprint, grants, max_workers, confirm=confirm)
+    added = admin.add(name, url, code, fingerprint, grants, max_workers,
+                      confirm=confirm if sys.stdin.isatty() else None)
     for e in added.events:
         click.echo(render.event_line(e))
     s = added.site
