@@ -105,13 +105,18 @@ def record_data_env(rec: dict) -> dict[str, str]:
     return {"BEARER_TOKEN_FILE": auth["token_file"], "X509_CERT_DIR": auth["ca_dir"]}
 
 
-def client(name: str | None = None, cluster: str | None = None, **kwargs):
+def client(name: str | None = None, cluster: str | None = None, site: str | None = None, **kwargs):
     """A distributed.Client connected to the facility's Dask cluster: `client = afbox.client()`.
 
     `afbox.client(cluster="agc")` connects to the named cluster "agc" (afbox cluster up) of the
     facility; `afbox.client("agc")` does too when no facility is called "agc" but a named cluster is.
     When both are, it warns and means the named cluster inside that cluster's own kernel, the
-    facility elsewhere. `afbox.client("fac", cluster="agc")` names both."""
+    facility elsewhere. `afbox.client("fac", cluster="agc")` names both.
+    `afbox.client(site="B")` starts a Dask cluster AT the trusted site B, through B's gateway, as this
+    user (`workers=N`, default 2); see afbox.sites.remote."""
+    if site:
+        from .sites.remote import client as at_site
+        return at_site(site, name, **kwargs)
     from distributed import Client
 
     if not name and not cluster and os.environ.get("AFBOX_STUDENT") and os.environ.get("AFBOX_GATEWAY"):

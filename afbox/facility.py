@@ -36,6 +36,9 @@ class FacilitySection(Section):
     workdir: str = ""            # "": default_workdir(name), so facilities side by side never share one
     port_base: int = Field(8780, ge=1024, le=65535 - SPAN)
     bind: str = "127.0.0.1"
+    # the name or address other sites reach this facility at: set it to federate (afbox site); the
+    # issuer, the gateway and the XCache then bind to it, Jupyter and Dask stay on `bind`
+    public_host: str = Field("", pattern=r"^$|^[A-Za-z0-9]([A-Za-z0-9.-]{0,252}[A-Za-z0-9])?$")
     require: list[Literal["xcache", "jupyter", "dask", "hub"]] = []
     start_timeout: float = Field(90, gt=0)
 

@@ -8,6 +8,8 @@ OFFSETS = {"xcache": 0, "issuer": 1, "origin": 2, "gateway": 3, "gateway-schedul
 NAMED_FIRST = 600
 NAMED_PER = 20
 # clusters the gateway creates on demand: ports from this window
+# caches this facility keeps for other sites' data (afbox.sites): slot i uses base + PEER_CACHE_FIRST + i
+PEER_CACHE_FIRST = 390
 GATEWAY_FIRST = 400
 GATEWAY_SIZE = 200
 WORKER_FIRST = 20

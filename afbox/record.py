@@ -85,6 +85,15 @@ class ClusterRecord(Part):
     start_seconds: float | None = None
 
 
+class SiteRecord(Part):
+    """Another facility this one trusts (afbox site add): what it may do here, what it offers."""
+    issuer: str
+    grants: list[str] = []
+    offered: list[str] = []
+    max_workers: int = 0
+    cache: str = ""            # root:// of the cache kept here for its data
+
+
 class FacilityRecord(Part):
     version: int  # a record without one is of version 1
     facility: str
@@ -104,8 +113,9 @@ class FacilityRecord(Part):
     gpus: GpuRecord = GpuRecord()
     clusters: dict[str, ClusterRecord] = {}
     site: dict[str, Any] = {}             # the backend's own facts about where it runs
+    sites: dict[str, SiteRecord] = {}     # other facilities it trusts (afbox.sites)
 
-    @field_validator("gpus", "clusters", "services", "site", mode="before")
+    @field_validator("gpus", "clusters", "services", "site", "sites", mode="before")
     @classmethod
     def _null_is_empty(cls, v):
         return {} if v is None else v    # version 1's `scale` wrote "clusters": null

@@ -3,6 +3,7 @@
   .venv/bin/python bench/run.py            # everything, default sizes (under 10 min on 2 cores)
   .venv/bin/python bench/run.py --quick    # small sizes (under 2 min), for smoke tests
   .venv/bin/python bench/run.py facility   # only some: facility, data, scaling
+  .venv/bin/python bench/run.py federation # two facilities in network namespaces (root; only when named)
 Prints one table per benchmark and writes bench/results/<name>.json.
 """
 from __future__ import annotations
@@ -25,7 +26,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--mbit", type=float, default=100, help="WAN bandwidth between cache and origin")
     args = ap.parse_args(argv)
     logging.getLogger("distributed").setLevel(logging.CRITICAL)  # teardown chatter of peer clusters
-    from bench import bench_class, bench_data, bench_facility, bench_tui
+    from bench import bench_class, bench_data, bench_facility, bench_federation, bench_tui
 
     suites = {
         "facility": lambda: bench_facility.run(args.quick),
@@ -33,12 +34,14 @@ def main(argv: list[str] | None = None) -> None:
         "scaling": lambda: bench_data.scaling(args.quick),
         "tui": lambda: bench_tui.run(args.quick),
         "class": lambda: bench_class.run(args.quick),  # root only: asked for by name
+        "federation": lambda: bench_federation.run(args.quick, args.delay_ms),
     }
+    by_default = ["facility", "data", "scaling", "tui"]
     unknown = set(args.only) - set(suites)
     if unknown:
         ap.error(f"unknown benchmark {', '.join(sorted(unknown))}; choose from {', '.join(suites)}")
     t0 = time.monotonic()
-    for name in args.only or [s for s in suites if s != "class"]:
+    for name in args.only or by_default:
         print(f"== {name} ...", flush=True)
         rows, data = suites[name]()
         data["quick"] = args.quick

@@ -11,8 +11,10 @@ import time
 
 
 class WanProxy:
-    def __init__(self, listen_port: int, target_port: int, delay_ms: float = 20, mbit: float = 100):
+    def __init__(self, listen_port: int, target_port: int, delay_ms: float = 20, mbit: float = 100,
+                 listen_host: str = "127.0.0.1", target_host: str = "127.0.0.1"):
         self.listen_port, self.target_port = listen_port, target_port
+        self.listen_host, self.target_host = listen_host, target_host
         self.delay = delay_ms / 1000
         self.rate = mbit * 1e6 / 8  # bytes/s
         self.bytes = 0
@@ -43,14 +45,14 @@ class WanProxy:
     def _run(self):
         asyncio.set_event_loop(self._loop)
         self._server = self._loop.run_until_complete(
-            asyncio.start_server(self._client, "127.0.0.1", self.listen_port))
+            asyncio.start_server(self._client, self.listen_host, self.listen_port))
         self._ready.set()
         self._loop.run_forever()
         self._loop.close()
 
     async def _client(self, reader, writer):
         try:
-            up_r, up_w = await asyncio.open_connection("127.0.0.1", self.target_port)
+            up_r, up_w = await asyncio.open_connection(self.target_host, self.target_port)
         except OSError:
             writer.close()
             return

@@ -162,6 +162,11 @@ class LiveSource:
         from afbox.hub.status import class_status
         return class_status(name)
 
+    def sites(self, name: str) -> dict:
+        from afbox.lifecycle.sites import probe
+        rec = record.read(FacilityState(name))
+        return probe(rec) if rec else {}
+
     # -- the overview, once a second --------------------------------------------------------
     def stale(self) -> None:
         """Something changed (an action ran): the next overview reads everything afresh."""

@@ -13,6 +13,7 @@ from .validate import LocalJwks, RemoteJwks, Validator
 
 ENV_ISSUER, ENV_KEYS, ENV_TRUSTED, ENV_CA = (
     "AFBOX_AUTH_ISSUER", "AFBOX_AUTH_KEYS", "AFBOX_AUTH_TRUSTED", "AFBOX_AUTH_CA_FILE")
+ENV_SITES = "AFBOX_AUTH_SITES"  # the trust file of other facilities (afbox.auth.site_trust)
 
 
 def issuer_url(bind: str, port: int) -> str:
@@ -43,7 +44,12 @@ def validator_from_env(environ=os.environ) -> Validator:
     for other in filter(None, environ.get(ENV_TRUSTED, "").split(",")):
         trusted[other] = RemoteJwks(other, ca_file=ca_files(environ))
     # a token for this facility names it (its issuer URL) as audience
-    return Validator(trusted, audience=issuer, ca_file=ca_files(environ))
+    return Validator(trusted, audience=issuer, ca_file=ca_files(environ), sites=site_trust(environ))
+
+
+def site_trust(environ=os.environ):
+    from .site_trust import SiteTrust
+    return SiteTrust(environ[ENV_SITES]) if environ.get(ENV_SITES) else None
 
 
 class ValidatorFromEnv:

@@ -3,8 +3,10 @@
     python -m afbox.auth.issuer_app --identity-dir D --issuer https://127.0.0.1:PORT [--port PORT]
 
 Serves <issuer>/.well-known/openid-configuration, <issuer>/jwks.json (re-read when a key rotation
-replaces the key files, so no restart is needed) and <issuer>/health.  Tokens are minted through
-the Python API, not here, so the server holds no endpoint that hands out anything secret.
+replaces the key files, so no restart is needed) and <issuer>/health.  With --site-descriptor it
+also serves <issuer>/.well-known/afbox-site and exchanges this facility's tokens for tokens for a
+trusted site (afbox.sites.routes): only a token in, only a narrower one out. Tokens are otherwise
+minted through the Python API.
 """
 from __future__ import annotations
 
@@ -64,16 +66,22 @@ class JsonHandler(tornado.web.RequestHandler):
         self.finish(json.dumps(self.body() if callable(self.body) else self.body))
 
 
-def make_app(identity_dir: Path, issuer: str) -> tornado.web.Application:
+def make_app(identity_dir: Path, issuer: str, site=None) -> tornado.web.Application:
+    """site: an afbox.sites.routes.SiteService, to serve the site descriptor and token exchange too."""
     keys = Keys(Path(identity_dir))
     keys.jwks()  # fail at start, not on the first request, when the identity is missing
     prefix = urlsplit(issuer).path.rstrip("/")
     started = time.time()
+    extra = []
+    if site is not None:
+        from ..sites.routes import routes
+        extra = routes(prefix, site)
     return tornado.web.Application([
         (f"{prefix}/.well-known/openid-configuration", JsonHandler, {"body": discovery(issuer), "max_age": 3600}),
         (f"{prefix}/jwks.json", JsonHandler, {"body": keys.jwks, "max_age": JWKS_MAX_AGE}),
         (f"{prefix}/health", JsonHandler, {"body": lambda: {"status": "ok", "keys": len(keys.jwks()["keys"]),
                                                               "uptime": round(time.time() - started)}}),
+        *extra,
     ])
 
 
@@ -103,8 +111,30 @@ def keep_token_fresh(token_file: Path, identity_dir: Path, issuer: str, sub: str
     return tornado.ioloop.PeriodicCallback(check, TOKEN_CHECK_EVERY * 1000)
 
 
-async def serve(identity_dir: Path, issuer: str, port: int, host: str, token: dict | None = None) -> None:
-    server = make_app(identity_dir, issuer).listen(port, address=host, ssl_options=tls_context(identity_dir))
+def keep_cache_tokens_fresh(trust_file: Path, identity_dir: Path, issuer: str):
+    """A periodic callback renewing this facility's cache tokens for other sites (afbox.sites)."""
+    from ..sites.cache_token import refresh
+    from .site_trust import SiteTrust
+    trust = SiteTrust(trust_file)
+
+    def check() -> None:
+        try:
+            refresh(trust.document(), identity_dir, issuer)
+        except Exception as e:  # noqa: BLE001 - the issuer keeps serving keys whatever happens here
+            logging.getLogger("afbox.issuer").error("could not renew the cache tokens: %s", e)
+
+    check()
+    return tornado.ioloop.PeriodicCallback(check, TOKEN_CHECK_EVERY * 1000)
+
+
+async def serve(identity_dir: Path, issuer: str, port: int, host: str, token: dict | None = None,
+                site: dict | None = None) -> None:
+    service = None
+    if site:
+        from ..sites.routes import SiteService
+        service = SiteService(identity_dir, issuer, site["descriptor"], site["trust"])
+        keep_cache_tokens_fresh(site["trust"], identity_dir, issuer).start()
+    server = make_app(identity_dir, issuer, service).listen(port, address=host, ssl_options=tls_context(identity_dir))
     if token:
         keep_token_fresh(identity_dir=identity_dir, issuer=issuer, **token).start()
     stop = asyncio.Event()
@@ -125,6 +155,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--token-file", type=Path, help="keep this owner's token file fresh (BEARER_TOKEN_FILE)")
     p.add_argument("--token-subject", default="", help="the token file's subject")
     p.add_argument("--token-lifetime", type=float, default=8 * 3600, help="seconds")
+    p.add_argument("--site-descriptor", type=Path, help="serve this site descriptor (and token exchange) for federation")
+    p.add_argument("--sites-trust", type=Path, help="the trust file of other sites (afbox.sites.trust)")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     url = urlsplit(a.issuer)
@@ -133,7 +165,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         token = (dict(token_file=a.token_file, sub=a.token_subject, lifetime=a.token_lifetime)
                  if a.token_file else None)
-        asyncio.run(serve(a.identity_dir, a.issuer, a.port or url.port or 443, a.host, token))
+        site = dict(descriptor=a.site_descriptor, trust=a.sites_trust) if a.site_descriptor and a.sites_trust else None
+        asyncio.run(serve(a.identity_dir, a.issuer, a.port or url.port or 443, a.host, token, site))
     except OSError as e:  # missing identity, port in use: one line for the service log
         sys.exit(f"afbox issuer: {e}")
 

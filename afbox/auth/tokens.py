@@ -19,6 +19,7 @@ from .validate import ALGORITHMS, TokenRejected, Validator
 COMPUTE = "compute.create"
 JUPYTER = "jupyter.access"
 WLCG_VERSION = "1.0"
+SITE_LIFETIME = 3600  # tokens for another site live at most this long (it refuses longer ones)
 
 
 def storage_read(path: str = "/") -> str:
@@ -39,6 +40,25 @@ def mint(identity: Identity, issuer: str, sub: str, scope: str, audience: str | 
         "jti": str(uuid.uuid4()),
     }
     return jwt.encode(claims, identity.signing_key, algorithm="ES256", headers={"kid": identity.kid, "typ": "JWT"})
+
+
+def narrow(requested, offered) -> list[str]:
+    """The requested scopes another site offered: each one the offer covers, and for one wider than
+    the offer (storage.read:/ where storage.read:/store/public is offered) the offered ones under it."""
+    from .validate import scope_allows
+    out: list[str] = []
+    for r in requested:
+        out += [r] if scope_allows(offered, r) else [o for o in offered if scope_allows([r], o)]
+    return list(dict.fromkeys(out))
+
+
+def mint_for_site(identity: Identity, issuer: str, sub: str, audience: str, requested, offered,
+                  lifetime: float = SITE_LIFETIME, now: float | None = None) -> str:
+    """A token for another site: its audience, the requested scopes cut to what it offered, at most 1 h."""
+    scopes = narrow(requested, offered)
+    if not scopes:
+        raise ValueError(f"{audience} offers none of {' '.join(requested)} (it offers: {' '.join(offered) or 'nothing'})")
+    return mint(identity, issuer, sub, " ".join(scopes), audience, lifetime=min(lifetime, SITE_LIFETIME), now=now)
 
 
 def inspect(token: str, now: float | None = None, validator: Validator | None = None, where: str = "") -> dict:

@@ -32,6 +32,8 @@ ALGORITHMS = ("ES256", "RS256")  # asymmetric only: HS* would let a public key a
 LEEWAY = 30  # seconds of clock skew between hosts
 MAX_TOKEN_BYTES = 16384
 REQUIRED_CLAIMS = ["iss", "sub", "aud", "exp", "iat"]
+# WLCG profile: "any relying party". A token for everyone is refused: it would work at every site.
+ANY_AUDIENCE = "https://wlcg.cern.ch/jwt/v1/any"
 
 
 class TokenRejected(Exception):
@@ -49,6 +51,12 @@ class Claims:
     expires: int
     token_id: str | None
     raw: dict
+    site: str | None = None     # the trusted site that issued it (afbox.auth.site_trust), if any
+
+    @property
+    def user(self) -> str:
+        """The local name of its holder: a remote site's subject becomes `<site>-<sub>`."""
+        return f"{self.site}-{self.subject}" if self.site else self.subject
 
 
 class JwksSource(Protocol):
@@ -157,9 +165,10 @@ def trust_context(ca_files: str | Path | Iterable[str | Path] | None) -> ssl.SSL
 
 class Validator:
     def __init__(self, trusted: Mapping[str, JwksSource | None], audience: str | Iterable[str],
-                 ca_file: str | Path | Iterable[str | Path] | None = None):
+                 ca_file: str | Path | Iterable[str | Path] | None = None, sites=None):
         self.audience = [audience] if isinstance(audience, str) else sorted(audience)
         self.ca_file = ca_file
+        self.sites = sites  # other facilities trusted with what they were granted (auth.site_trust.SiteTrust)
         self.trusted: dict[str, JwksSource] = {}
         for issuer, source in trusted.items():
             self.trust(issuer, source)
@@ -180,7 +189,10 @@ class Validator:
             raise TokenRejected(f"algorithm {_short(header.get('alg'))} not allowed")
         if not isinstance(header.get("kid"), str):
             raise TokenRejected("token has no key id")
+        _refuse_any_audience(payload.get("aud"))
         source = self.trusted.get(iss) if isinstance(iss, str) else None
+        site = self.sites.get(iss) if source is None and self.sites is not None and isinstance(iss, str) else None
+        source = source or site
         if source is None:
             raise TokenRejected(f"untrusted issuer {_short(iss)}")
         key = source.key(header["kid"])
@@ -192,9 +204,11 @@ class Validator:
         scopes = tuple(str(claims.get("scope", "")).split())
         if required_scope and not scope_allows(scopes, required_scope):
             raise TokenRejected(f"scope does not grant {_short(required_scope)}")
+        if site is not None:
+            scopes = site.check(claims, scopes, required_scope)
         aud = claims["aud"]
         return Claims(iss, str(claims["sub"]), (aud,) if isinstance(aud, str) else tuple(aud), scopes,
-                      int(claims["exp"]), claims.get("jti"), claims)
+                      int(claims["exp"]), claims.get("jti"), claims, site=site.name if site else None)
 
 
 def bearer(authorization: str | None) -> str | None:
@@ -213,6 +227,11 @@ def scope_allows(scopes: Iterable[str], required: str) -> bool:
                                                               or path.startswith(p + "/")):
             return True
     return False
+
+
+def _refuse_any_audience(aud) -> None:
+    if aud == ANY_AUDIENCE or (isinstance(aud, list) and ANY_AUDIENCE in aud):
+        raise TokenRejected("the WLCG any-audience is not accepted: ask for a token for this site")
 
 
 def _peek(token: str) -> tuple[dict, dict]:

@@ -48,10 +48,13 @@ def write_keys(path: Path, issuer: str, jwks: dict, valid_for: float = KEYCACHE_
     return path
 
 
-def keycache_recipe(own: str, public_keys: Path, trusted: list[str], ca_files: list[str]) -> str:
+def keycache_recipe(own: str, public_keys: Path, trusted: list[str], ca_files: list[str],
+                    stored: dict[str, dict] | None = None) -> str:
     """What goes into the key cache, as text (a ConfigFile's fill): this facility's issuer with its
-    published keys (a file), and the trusted issuers, whose keys are fetched when it is made."""
-    return json.dumps({"issuers": [{"url": own, "keys": str(public_keys)}, *({"url": u} for u in trusted)],
+    published keys (a file), the trusted issuers, whose keys are fetched when it is made, and the
+    issuers whose keys were stored when they were trusted (other sites: issuer -> JWKS)."""
+    return json.dumps({"issuers": [{"url": own, "keys": str(public_keys)}, *({"url": u} for u in trusted),
+                                   *({"url": u, "jwks": j} for u, j in (stored or {}).items())],
                        "ca_files": [str(c) for c in ca_files]}, indent=1)
 
 
@@ -67,7 +70,9 @@ def make_keycache(recipe: str, path: Path, owner: tuple[int, int] | None = None,
     cas = [str(local(c)) for c in r.get("ca_files", [])]
     warnings = []
     for issuer in r["issuers"]:
-        if issuer.get("keys"):
+        if issuer.get("jwks"):
+            jwks = issuer["jwks"]
+        elif issuer.get("keys"):
             entries = json.loads(local(issuer["keys"]).read_text())
             jwks = {"keys": [e["jwk"] for e in entries if e["until"] is None or e["until"] > time.time()]}
         else:
@@ -87,6 +92,17 @@ def scitokens_config(issuers: dict[str, str], audience: str | list[str], base_pa
     lines = ["[Global]", f"audience = {aud}", ""]
     for name, url in issuers.items():
         lines += [f"[Issuer {name}]", f"issuer = {url}", f"base_path = {base_path}", ""]
+    return "\n".join(lines)
+
+
+def restricted_sections(issuers: dict[str, tuple[str, list[str]]]) -> str:
+    """[Issuer name] sections whose tokens open only the given paths (section name -> (issuer URL,
+    paths)); an issuer with no paths gets no section at all, so it opens nothing. The token's own
+    scope paths must lie inside them (restricted_path); base_path / keeps paths as they are."""
+    lines = []
+    for name, (url, paths) in issuers.items():
+        if paths:
+            lines += [f"[Issuer {name}]", f"issuer = {url}", "base_path = /", f"restricted_path = {','.join(paths)}", ""]
     return "\n".join(lines)
 
 

@@ -43,9 +43,9 @@ def main(ctx: click.Context, verbose: bool) -> None:
 
 
 from . import (bundle_cmds, cache_cmds, class_cmds, demo_cmds, doctor, env_cmds, facility_cmds, gpu_cmd, k3s_cmds,
-               slurm_cmds, token_cmds, tui_cmd)
+               site_cmds, slurm_cmds, token_cmds, tui_cmd)
 
 for module in (facility_cmds, doctor, cache_cmds, gpu_cmd, demo_cmds, token_cmds, tui_cmd,
-               slurm_cmds, k3s_cmds, env_cmds, class_cmds, bundle_cmds):
+               slurm_cmds, k3s_cmds, env_cmds, class_cmds, bundle_cmds, site_cmds):
     for cmd in module.COMMANDS:
         main.add_command(cmd)

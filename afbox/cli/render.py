@@ -5,8 +5,8 @@ from .. import events as ev
 from ..lifecycle.status import Status
 from ..units import human_bytes, human_duration
 
-__all__ = ["cache_hits", "event_line", "human_bytes", "human_duration", "status_rows", "status_text", "table",
-           "urls_text"]
+__all__ = ["cache_hits", "event_line", "human_bytes", "human_duration", "site_rows", "site_table", "status_rows",
+           "status_text", "table", "urls_text"]
 
 MARK = {ev.STARTING: "..", ev.HEALTHY: "ok", ev.FAILED: "!!", ev.UNAVAILABLE: "--",
         ev.STOPPING: "..", ev.STOPPED: "ok", ev.INFO: "  "}
@@ -32,6 +32,27 @@ def table(columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
     return [fmt.format(*columns).rstrip(), *(fmt.format(*r).rstrip() for r in rows)]
 
 
+SITE_COLUMNS = ("SITE", "ISSUER", "REACHABLE", "LATENCY", "WORKERS", "GPUS", "CACHE", "GRANTED HERE")
+
+
+def site_rows(sites: dict) -> list[tuple[str, ...]]:
+    """Trusted sites as `site list`, `status` and the console show them (lifecycle.sites.probe)."""
+    rows = []
+    for name, s in sorted(sites.items()):
+        up = s.get("reachable")
+        fill = s.get("cache_fill")
+        rows.append((name, s["issuer"], "yes" if up else "no", f"{s['latency_ms']:.1f} ms" if up else "-",
+                     str(s.get("workers", "-")) if up else "-", str(s.get("gpus", "-")) if up else "-",
+                     f"{fill:.0%}" if up and fill is not None else "-", " ".join(s.get("grants") or []) or "nothing"))
+    return rows
+
+
+def site_table(sites: dict) -> str:
+    lines = table(SITE_COLUMNS, site_rows(sites))
+    lines += [f"  {n}: {s['detail']}" for n, s in sorted(sites.items()) if not s.get("reachable") and s.get("detail")]
+    return "\n".join(lines)
+
+
 def status_text(status: Status, start: str = "afbox up") -> list[str]:
     problem = [f"problem: {status.problem}"] if status.problem else []
     if status.down:
@@ -43,6 +64,8 @@ def status_text(status: Status, start: str = "afbox up") -> list[str]:
     if s := status.slurm:
         lines += ["", f"SLURM job {s['job_id']}: {s['job_state']}, {human_duration(s.get('time_left'))} left"]
         lines += [f"warning: {s['warning']}"] if s.get("warning") else []
+    if status.sites:
+        lines += ["", site_table(status.sites)]
     return lines
 
 

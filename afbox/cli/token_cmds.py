@@ -52,12 +52,13 @@ def _checking(name: str | None, token: str) -> FacilityRecord | None:
 @click.option("--lifetime", default="8h", show_default=True, type=DURATION, help="e.g. 30m, 8h, 2d (at most 7d).")
 @click.option("--audience", help="Who the token is for (default: this facility; another site's issuer URL to use it there).")
 @click.option("--subject", default=None, help="Token subject (default: your user name).")
+@click.option("--site", help="A token for this trusted site: its audience, scopes cut to what it grants, at most 1 h.")
 @click.option("--inspect", "inspect_token", metavar="TOKEN",
               help="Decode a token and check it against the facility's keys and trusted issuers.")
 @click.option("--export", "export", is_flag=True,
               help="Print `export` lines for a shell that reads root:// through the XCache (token file, CA dir).")
 @click.pass_context
-def token_group(ctx, name, scope, lifetime, audience, subject, inspect_token, export):
+def token_group(ctx, name, scope, lifetime, audience, subject, inspect_token, export, site):
     """Print a fresh token for you (WLCG profile JWT, signed by this facility's issuer).
 
     JupyterLab, the Dask gateway and the XCache accept it (jupyter.access, compute.create and
@@ -90,6 +91,10 @@ def token_group(ctx, name, scope, lifetime, audience, subject, inspect_token, ex
             click.echo(f"export {key}={shlex.quote(value)}")
         return
     seconds = lifetime
+    if site:
+        from ..sites.admin import site_token
+        click.echo(site_token(name, site, subject or getpass.getuser(), scope, seconds))
+        return
     if seconds > MAX_LIFETIME:
         raise AfboxError(f"--lifetime {human_duration(seconds)} is longer than 7d",
                          hint="ask for a new token when it runs out")

@@ -159,6 +159,7 @@ class AnalysisResult:
     chunks: int
     histograms: dict[str, hist.Hist]
     workers: dict[str, WorkerStats] = field(default_factory=dict)
+    sites: dict[str, str] = field(default_factory=dict)  # file -> the site that ran it (a split run)
 
     @property
     def event_rate(self) -> float:
@@ -237,22 +238,32 @@ def run(files: list[str], client=None, step_size: int = DEFAULT_STEP_SIZE,
     else:
         from distributed import as_completed
 
-        counts = client.gather(client.map(count_entries, files, pure=False))
-        chunks = plan_chunks(dict(zip(files, counts)), step_size)
-        futures = [client.submit(process_chunk, *chunk, pure=False) for chunk in chunks]
+        futures = submit_chunks(files, client, step_size)
         try:
             for done, _ in enumerate(as_completed(futures), 1):
                 if on_chunk:
-                    on_chunk(done, len(chunks))
+                    on_chunk(done, len(futures))
             results = client.gather(futures)
         except BaseException:
             client.cancel(futures)  # one failed chunk fails the run; stop the rest occupying workers
             raise
     wall = time.perf_counter() - start
-    return _combine(files, results, wall)
+    return combine(files, results, wall)
 
 
-def _combine(files: list[str], results: list[ChunkResult], wall: float) -> AnalysisResult:
+def submit_chunks(files: list[str], client, step_size: int = DEFAULT_STEP_SIZE) -> list:
+    """Futures of every chunk of `files` on `client`'s workers, in plan order (files, then entries)."""
+    return plan_and_submit(files, client, step_size)[1]
+
+
+def plan_and_submit(files: list[str], client, step_size: int = DEFAULT_STEP_SIZE) -> tuple[list, list]:
+    """The chunks (url, start, stop) of `files` and their futures on `client`'s workers, in plan order."""
+    counts = client.gather(client.map(count_entries, files, pure=False))
+    chunks = plan_chunks(dict(zip(files, counts)), step_size)
+    return chunks, [client.submit(process_chunk, *chunk, pure=False) for chunk in chunks]
+
+
+def combine(files: list[str], results: list[ChunkResult], wall: float) -> AnalysisResult:
     hists = make_histograms()
     workers: dict[str, WorkerStats] = {}
     for r in results:  # fixed order, so sums are bit-identical however the chunks were scheduled

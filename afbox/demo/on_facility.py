@@ -61,3 +61,13 @@ def dataset_urls(rec: FacilityRecord, direct: bool = False) -> tuple[list[str], 
     base = services["xcache"].urls["root"] if use_cache else services["origin"].urls["root"]
     rel = folder.relative_to(rec.origin_dir)
     return [f"{base.rstrip('/')}//{rel}/{f.path.name}" for f in files], "xcache" if use_cache else "origin"
+
+
+def dataset_paths(rec: FacilityRecord | None = None) -> list[str]:
+    """The demo files as paths of the facility's namespace (what root:// URLs end with); with no
+    record given, of the facility this runs at (also on a worker of another site's cluster)."""
+    from ..sites.locality import this_record
+    from .data import dataset_manifest
+    rec = rec or this_record()
+    folder = dataset_dir(rec)
+    return ["/" + str((folder / f.path.name).relative_to(rec.origin_dir)) for f in dataset_manifest(folder)]

@@ -19,6 +19,7 @@ from ..state import FacilityState, known_facilities, start_hint
 from . import clusters, credentials
 from .already import already_up
 from .contexts import context, context_from, detect_gpus, running
+from .sites import site_records
 
 
 def up(fac: Facility, force: bool = False) -> Iterator[ev.Event]:
@@ -122,7 +123,7 @@ def new_record(ctx: Context, specs: list[ServiceSpec], backend: str) -> Facility
         jupyter_token_file=str(ctx.jupyter_token_file) if fac.jupyter.enabled and not fac.auth.enabled else None,
         dask=DaskRecord(workers=ctx.dask.workers, threads=ctx.dask.threads, memory_limit=ctx.dask.memory_limit,
                         tls=tls),
-        services=record.service_records(specs, ctx.state.logs), site=ctx.site)
+        services=record.service_records(specs, ctx.state.logs), site=ctx.site, sites=site_records(ctx, specs))
 
 
 def auth_record(ctx: Context, specs: list[ServiceSpec]) -> AuthRecord:

@@ -50,8 +50,15 @@ def context(fac: Facility, host: hostmod.Host | None = None, gpus: tuple = (),
         cache_dir=cache_dir, xrootd_dir=base / "xrootd", cache_size=xcache_size(fac, hostmod.disk_free(str(cache_dir))),
         as_root=host.is_root, bwrap=which("bwrap"),
         origin_dir=Path(fac.origin.data_dir).expanduser() if fac.origin.data_dir else data_root() / fac.name / "origin",
-        site=dict(site or {}),
+        site=dict(site or {}), sites=trusted_sites(fac, state),
     )
+
+
+def trusted_sites(fac: Facility, state: FacilityState) -> tuple:
+    """The other facilities this one trusts (afbox site add): their tokens are checked with what they
+    were granted, their data cached here. Only a facility other sites reach (public_host) trusts any."""
+    from ..sites.store import SiteStore
+    return tuple(SiteStore(state).sites()) if fac.auth.enabled and fac.facility.public_host else ()
 
 
 def context_from(rec: FacilityRecord, workers: int | None = None) -> Context:

@@ -13,6 +13,7 @@ from ..auth.xrootd import SSS_KEYTAB, ensure_sss_keytab, hashed_ca_dir, keycache
 from ..record import FacilityRecord
 from ..services import issuer
 from ..services.context import Context
+from ..sites import trust
 from ..state import write_private
 from ..units import parse_duration
 
@@ -20,7 +21,7 @@ from ..units import parse_duration
 def prepare(ctx: Context) -> None:
     ctx.state.ensure()
     if ctx.facility.auth.enabled:
-        hosts = tuple(dict.fromkeys(("localhost", "127.0.0.1", ctx.bind)))
+        hosts = tuple(dict.fromkeys(("localhost", "127.0.0.1", ctx.bind, ctx.public_host)))
         ensure_identity(ctx.identity_dir, hosts=hosts)
         ensure_cert(ctx.identity_dir, "dask", hosts=hosts)
         if ctx.facility.masterclass.enabled and not ctx.facility.masterclass.tls_cert:
@@ -30,6 +31,7 @@ def prepare(ctx: Context) -> None:
         token_file.refresh(ctx.token_file, ctx.identity_dir, issuer.url(ctx), issuer.owner(), lifetime)
         if ctx.facility.local_origin:
             ensure_sss_keytab(ctx.state.secrets / SSS_KEYTAB)
+        trust.write(ctx)  # other sites: the trust file every checker reads, peer caches' tokens
     if ctx.facility.jupyter.enabled and not ctx.facility.auth.enabled:
         write_private(ctx.jupyter_token_file, secrets.token_urlsafe(32))
 

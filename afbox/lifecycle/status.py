@@ -15,6 +15,7 @@ from ..health import check
 from ..logscan import explain, last_lines
 from ..record import FacilityRecord
 from ..state import FacilityState
+from .sites import probe
 
 CHECKED = ("running", "starting", "unsupervised")  # states in which a service may already answer its health check
 FAILED = ("fatal", "exited", "backoff")  # states whose detail says why, from the service's log
@@ -50,6 +51,7 @@ class Status(BaseModel):
     clusters: dict[str, Any] | None = None
     slurm: dict[str, Any] | None = None
     problem: str | None = None    # what is wrong beyond the services' own states, and what to do
+    sites: dict[str, Any] | None = None   # other facilities it trusts, as seen now (lifecycle.sites.probe)
 
     @property
     def down(self) -> bool:
@@ -121,7 +123,7 @@ def _full(name: str, rec: FacilityRecord, overall: str, rows: list[ServiceRow], 
           problem: str | None = None) -> Status:
     return Status(facility=name, state=overall, profile=rec.profile, backend=rec.backend, started=rec.started,
                   workdir=rec.workdir, services=rows, urls=rec.urls(), gpus=gpu_status(rec),
-                  clusters=named_clusters(rec), problem=problem, **extra)
+                  clusters=named_clusters(rec), problem=problem, sites=probe(rec) or None, **extra)
 
 
 def _unsupervised(name: str, rec: FacilityRecord | None, orphans: list, unreadable: str | None,

@@ -23,4 +23,5 @@ class FacilityAuthenticator(ValidatorFromEnv, Authenticator):
             self.log.warning("refused a request from %s: %s", request.remote, e.reason)
             raise web.HTTPUnauthorized(headers={"WWW-Authenticate": 'Bearer realm="afbox"'},
                                        reason="a facility token with compute.create is required") from None
-        return User(claims.subject)
+        # another site's user is <site>-<sub> here, in a group that gets its site's limits (plugins.site_limits)
+        return User(claims.user, groups=[f"site:{claims.site}"] if claims.site else [])

@@ -61,4 +61,4 @@ class FacilityIdentityProvider(ValidatorFromEnv, IdentityProvider):
 
     @staticmethod
     def _user(claims: Claims) -> User:
-        return User(username=claims.subject, name=claims.subject, display_name=claims.subject)
+        return User(username=claims.user, name=claims.user, display_name=claims.user)

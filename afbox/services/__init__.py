@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from ..runtimes import binds, wrap_specs
 from ..spec import ServiceSpec
-from . import dask, gateway, hub, issuer, jupyter, origin, xcache
+from . import dask, gateway, hub, issuer, jupyter, origin, peer_cache, xcache
 from .context import Context
 
-REGISTRY = [issuer, dask, gateway, jupyter, xcache, origin, hub]
+REGISTRY = [issuer, dask, gateway, jupyter, xcache, origin, peer_cache, hub]
 
 
 def render(ctx: Context) -> list[ServiceSpec]:

@@ -31,6 +31,7 @@ class Context:
     # where people reach exposed ports when not at bind:port (k3s: the ingress host)
     ingress_host: str = ""
     bwrap: str | None = None   # path of bubblewrap, None when not installed (a class's isolation without root)
+    sites: tuple = ()          # other facilities this one trusts (afbox.sites.model.Site)
 
     @property
     def dask_tls(self) -> dict[str, str] | None:
@@ -72,6 +73,11 @@ class Context:
     @property
     def bind(self) -> str:
         return self.facility.facility.bind
+
+    @property
+    def public_host(self) -> str:
+        """Where other sites reach this facility ([facility] public_host); else its bind address."""
+        return self.facility.facility.public_host or self.bind
 
     @property
     def jupyter_token_file(self) -> Path:

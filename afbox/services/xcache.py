@@ -7,6 +7,7 @@ from ..auth.xrootd import (KEYCACHE_FILL, SSS_KEYTAB, keycache_path, keycache_re
                            server_directives)
 from ..facility import Facility
 from ..ports import port
+from ..sites import trust
 from ..spec import ConfigFile, HealthCheck, ServiceSpec, Volume
 from ..units import parse_size
 from . import issuer
@@ -64,7 +65,20 @@ def token_issuers(ctx: Context) -> dict[str, str]:
 
 
 def scitokens_text(ctx: Context) -> str:
-    return scitokens_config(token_issuers(ctx), audience=issuer.url(ctx))
+    return scitokens_config(token_issuers(ctx), audience=issuer.url(ctx)) + trust.xcache_sections(ctx.sites)
+
+
+def allow_lines(ctx: Context) -> list[str]:
+    """Without a public host, only the facility's bind host may connect; a federating XCache takes
+    any host (other sites' caches) and lets the tokens decide."""
+    if ctx.facility.facility.public_host:
+        return []
+    return [f"xrd.allow host {'localhost' if ctx.bind in ('127.0.0.1', 'localhost') else ctx.bind}"]
+
+
+def site_env(ctx: Context) -> tuple[tuple[str, str], ...]:
+    """Changes with the trust in other sites, so that a change restarts it with its new sections."""
+    return (("AFBOX_SITES_DIGEST", trust.digest(ctx.sites)),) if ctx.sites else ()
 
 
 def auth_lines(ctx: Context) -> list[str]:
@@ -82,12 +96,11 @@ def config_text(ctx: Context) -> str:
     size = ctx.cache_size
     origin = x.origin.split("://", 1)[1].rstrip("/") if x.origin else f"localhost:{port(ctx.base, 'origin')}"
     ram = max(parse_size(x.ram), 1024 ** 3)  # xrootd 5.5 refuses pfc.ram below 1g; it is a ceiling, not used up front
-    allow = "localhost" if ctx.bind in ("127.0.0.1", "localhost") else ctx.bind
     lines = [
         "# written by afbox; edit the facility spec instead",
         f"xrd.port {port(ctx.base, 'xcache')}",
         # xrootd listens on every interface; this admits only the facility's bind host.
-        f"xrd.allow host {allow}",
+        *allow_lines(ctx),
         "all.export /",
         "ofs.osslib libXrdPss.so",
         "pss.cachelib libXrdPfc.so",
@@ -127,7 +140,7 @@ def xrootd_argv(ctx: Context, config, instance: str) -> tuple[str, ...]:
 def keycache_text(ctx: Context) -> str:
     auth = ctx.facility.auth
     return keycache_recipe(issuer.url(ctx), ctx.identity_dir / PUBLIC_KEYS, auth.trusted_issuers,
-                           ca_paths(ctx.identity_dir, auth.trusted_ca_files))
+                           ca_paths(ctx.identity_dir, auth.trusted_ca_files), stored=trust.stored_keys(ctx.sites))
 
 
 def files(ctx: Context) -> tuple[ConfigFile, ...]:
@@ -160,7 +173,8 @@ def render(ctx: Context) -> list[ServiceSpec]:
         # XrdCl refuses a failed origin for 30 min by default (not settable by pss.setopt in 5.5);
         # retry it soon after it comes back.
         env=(("XRD_STREAMERRORWINDOW", "5"),
-             *((("XDG_CACHE_HOME", str(cache_home(ctx))),) if ctx.facility.auth.enabled else ()), *key_env),
+             *((("XDG_CACHE_HOME", str(cache_home(ctx))),) if ctx.facility.auth.enabled else ()), *key_env,
+             *site_env(ctx)),
         health=HealthCheck("xrootd", host="127.0.0.1", port=p),
         urls=(("root", f"root://{ctx.bind}:{p}/"),
               ("origin", ctx.facility.xcache.origin or f"root://{ctx.bind}:{port(ctx.base, 'origin')}")),

@@ -85,6 +85,12 @@ class FakeLog:
         pass
 
 
+SITES = {"hpc": {"issuer": "https://hpc.example.org:8781", "reachable": True, "latency_ms": 21.4, "workers": 64,
+                 "gpus": 8, "cache_fill": 0.42, "grants": ["compute.create", "storage.read:/store/public"]},
+         "lab": {"issuer": "https://lab.example.org:8781", "reachable": False, "grants": [],
+                 "detail": "cannot reach https://lab.example.org:8781: connection refused"}}
+
+
 class FakeSource:
     """A tui.source.Source, as tui.live.LiveSource is; records the actions it is asked for."""
 
@@ -122,6 +128,9 @@ class FakeSource:
 
     def overview(self, name):
         return self.view
+
+    def sites(self, name):
+        return SITES
 
     def follow(self, path):
         return FakeLog(LOG_LINES)

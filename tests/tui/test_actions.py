@@ -13,6 +13,7 @@ from tui.screens.help import HelpScreen
 from tui.screens.jupyter import JupyterScreen
 from tui.screens.overview import OverviewScreen
 from tui.screens.setup import SetupScreen
+from tui.screens.sites import SitesScreen
 from tui.widgets.start_progress import StartProgress
 
 
@@ -165,3 +166,19 @@ def test_state_changes_between_refreshes_become_events():
     after.services[1] = after.services[1].model_copy(update={"state": "backoff", "health": "unknown"})
     (e,) = transitions(before, after)
     assert (e.service, e.message) == ("dask-worker-1", "running/healthy → backoff/unknown")
+
+
+def test_sites_view_shows_each_trusted_site():
+    async def script(pilot):
+        await at_overview(pilot)
+        await pilot.press("s")
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, SitesScreen) and pilot.app.screen.sites, 5,
+                       "the sites")
+        table = pilot.app.screen.query_one("#sites")
+        rows = [table.get_row_at(i) for i in range(table.row_count)]
+        assert rows[0][:4] == ["hpc", "https://hpc.example.org:8781", "yes", "21.4 ms"] and rows[0][6] == "42%"
+        assert rows[1][2] == "no" and rows[1][-1] == "nothing"
+        assert "connection refused" in str(pilot.app.screen.query_one("#sites-note").render())
+        await pilot.press("escape")
+        assert isinstance(pilot.app.screen, OverviewScreen)
+    run(FakeSource(), script)

@@ -53,6 +53,7 @@ class OverviewScreen(BaseScreen):
         Binding("plus,equals_sign", "scale(1)", "Workers", key_display="+/-"),
         Binding("minus", "scale(-1)", "Fewer workers", show=False),
         Binding("l", "logs", "Logs"), Binding("j", "jupyter", "Jupyter"), Binding("k", "klass", "Class"),
+        Binding("s", "sites", "Sites"),
         Binding("c", "copy_url", "Copy URL", show=False), Binding("question_mark", "app.help", "Help", key_display="?"),
         Binding("n", "next_facility", "Next facility"), Binding("q", "app.quit", "Quit", show=False),
     ]
@@ -246,6 +247,10 @@ class OverviewScreen(BaseScreen):
     def action_jupyter(self) -> None:
         if url := self.jupyter_url():
             self.app.push_screen(JupyterScreen(url))
+
+    def action_sites(self) -> None:
+        from tui.screens.sites import SitesScreen
+        self.app.push_screen(SitesScreen(self.facility))
 
     def action_copy_url(self) -> None:
         if url := self.jupyter_url():
