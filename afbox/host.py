@@ -62,9 +62,18 @@ def detect() -> Host:
 
 def disk_free(path: str) -> int:
     """Free bytes on the filesystem that holds path (or its nearest existing parent)."""
+    return _usage(path).free
+
+
+def disk_total(path: str) -> int:
+    """Size in bytes of the filesystem that holds path (or its nearest existing parent)."""
+    return _usage(path).total
+
+
+def _usage(path: str):
     while not os.path.exists(path):
         path = os.path.dirname(path) or "/"
-    return shutil.disk_usage(path).free
+    return shutil.disk_usage(path)
 
 
 def port_owner(port: int) -> str | None:

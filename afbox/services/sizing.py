@@ -36,8 +36,8 @@ def dask_size(fac: Facility, cpus: int, memory: int) -> DaskSize:
     return DaskSize(workers, threads, limit)
 
 
-def xcache_size(fac: Facility, disk_free: int) -> int:
-    """Cache high watermark in bytes: the profile's size, or half the free disk capped at 20 GiB."""
-    if fac.xcache.size != "auto":
-        return parse_size(fac.xcache.size)
-    return max(1 * GiB, min(disk_free // 2, 20 * GiB))
+def xcache_size(fac: Facility, disk_free: int, disk_total: int | None = None) -> int:
+    """Cache high watermark in bytes: the profile's size, or half the free disk capped at 20 GiB; never
+    more than 90% of the cache's filesystem (XrdPfc refuses watermarks beyond the filesystem's size)."""
+    size = parse_size(fac.xcache.size) if fac.xcache.size != "auto" else max(1 * GiB, min(disk_free // 2, 20 * GiB))
+    return min(size, int(disk_total * 0.9)) if disk_total else size

@@ -133,6 +133,8 @@ def test_sizing_from_the_host():
     assert xcache_size(fac, 100 * GiB) == 20 * GiB
     assert xcache_size(fac, 10 * GiB) == 5 * GiB
     assert xcache_size(load("ci"), 100 * GiB) == GiB
+    # never beyond its filesystem, which XrdPfc would refuse
+    assert xcache_size(load("ci"), 30 * 2**20, 40 * 2**20) == 36 * 2**20
 
 
 def test_supervisor_conf_groups_and_quotes(tmp_path):
