@@ -174,6 +174,12 @@ def upgrade_v1(data: dict) -> dict:
         svc["links"] = {key: urls[label] for key, label in V1_LINKS.get(name, {}).items() if label in urls}
         svc["primary"] = next((urls[k] for k in V1_PRIMARY if k in urls), None)
         svc["stateful"] = name in ("xcache", "origin")
+        owner_token = (data.get("auth") or {}).get("token_file")
+        if owner_token and (h := svc.get("health")) and any(k == "token-file" for k, _ in h.get("headers") or ()):
+            # Jupyter checked with its own token; since version 2 it takes facility tokens only (and
+            # earlier ones took both): check it with the owner's facility token
+            svc["health"] = {**h, "headers": [["bearer-file", owner_token] if k == "token-file" else [k, v]
+                                              for k, v in h["headers"]]}
         if m := V1_REPLICA.match(name):
             svc["replica_of"] = m["group"]
             svc["replica_index"] = int(m["n"]) - (1 if m["group"] == "dask-worker" else 0)

@@ -19,6 +19,7 @@ from bench.common import afbox, isolated_env, security_for  # noqa: E402
 from bench.wanproxy import WanProxy  # noqa: E402
 
 from afbox import record_data_env  # noqa: E402
+from afbox.auth.xrootd import SSS_KEYTAB  # noqa: E402
 
 PORT_BASE = 21800
 PROXY_PORT = 21790
@@ -69,6 +70,8 @@ def wan_and_analysis(quick: bool, delay_ms: float, mbit: float) -> tuple[list, d
         # xrdcp and uproot here read through the token-checking XCache like any reader on the host
         rec = json.loads(Path(env["XDG_STATE_HOME"], "afbox", "ci", "facility.json").read_text())
         os.environ.update(record_data_env(rec))
+        # the origin admits only the facility's key (sss): the direct peer reads with it, as the XCache does
+        os.environ["XrdSecSSSKT"] = str(Path(env["XDG_STATE_HOME"], "afbox", "ci", "secrets", SSS_KEYTAB))
         afbox("demo", "data", "--events", str(events), "--files", str(files), env=env)
         root = base / "data" / "afbox" / "ci" / "origin"
         datasets = root / "demo" / "ttbar"

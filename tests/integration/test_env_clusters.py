@@ -266,7 +266,7 @@ def test_a_cluster_named_like_the_facility_is_what_its_kernel_reaches(fac):
         st = status(env, NAME)
         base_url = st["urls"]["jupyter"].removesuffix("/lab")
         rec = json.loads(Path(env["XDG_STATE_HOME"], "afbox", NAME, "facility.json").read_text())
-        token = Path(rec["jupyter_token_file"]).read_text().strip()
+        token = Path(rec["auth"]["token_file"]).read_text().strip()  # Jupyter takes facility tokens only
         auth = {"Authorization": f"token {token}"}
         r = httpx.post(f"{base_url}/api/kernels", json={"name": "afbox-old"}, headers=auth, timeout=30)
         assert r.status_code == 201, r.text
