@@ -33,7 +33,7 @@ def xrdcp(root: str, path: str, token: str | None, ca_dir: str, sha256: str | No
     if token:
         env["BEARER_TOKEN"] = token
     out = Path(runtime) / "read"
-    p = subprocess.run(["xrdcp", "-f", "-s", f"{root.rstrip('/')}/{path}", str(out)], env=env, capture_output=True,
+    p = subprocess.run(["xrdcp", "-f", "-s", f"{root.rstrip('/')}//{path.lstrip('/')}", str(out)], env=env, capture_output=True,
                        text=True, timeout=90, check=False)
     got = hashlib.sha256(out.read_bytes()).hexdigest() if out.exists() else None
     return {"ok": p.returncode == 0 and (sha256 is None or got == sha256), "stderr": p.stderr[-300:]}

@@ -15,7 +15,7 @@ from harness import BIN, isolated_env, shared_tmpdir
 from netns import Wan
 
 from afbox.auth.identity import load
-from afbox.auth.tokens import mint
+from afbox.auth.tokens import SITE_LIFETIME, mint
 
 PORT_BASE = 27000                 # the same in every namespace: they are separate networks
 ISSUER, XCACHE, GATEWAY, ORIGIN = PORT_BASE + 1, PORT_BASE, PORT_BASE + 3, PORT_BASE + 2
@@ -61,7 +61,8 @@ class Facility:
         return json.loads(p.stdout.strip().splitlines()[-1])
 
     def token(self, aud: str, scope: str, sub: str = "alice", **kw) -> str:
-        return mint(self.identity, self.url, sub, scope, aud, **kw)
+        """A token of this site, for another site by default as `afbox token --site` makes it: 1 h."""
+        return mint(self.identity, self.url, sub, scope, aud, **{"lifetime": SITE_LIFETIME, **kw})
 
     def write(self, rel: str, data: bytes) -> Path:
         """A file of this site's own namespace (its origin's data dir)."""
