@@ -26,6 +26,7 @@ NOT_LIBS = ("libc6", "libc-bin", "libperl", "libsystemd", "libpam", "libapparmor
             "libsepol", "libaudit")
 LIB_PACKAGES = ("lib", "zlib1g")
 LIBDIR = Path("usr/lib/x86_64-linux-gnu")
+OSSL_MODULES = LIBDIR / "ossl-modules"
 # loaded first by every bundled Python: wheels expect the host's C++ runtime, this makes it ours
 PRELOAD = ("libstdc++.so.6", "libgcc_s.so.1")
 DROP = ("etc", "usr/share/doc", "usr/share/man", "usr/share/lintian", "usr/share/bug", "var", "lib/systemd",
@@ -115,6 +116,7 @@ def assemble(debs: list[Deb], tree: Path, staging: Path) -> list[str]:
             if soname not in pool:
                 continue  # reported by the floor check, which names the file that wants it
             todo.append(_copy(pool, soname, libdir, copied))
+    _copy_openssl_modules(staging, tree)
     set_runpaths(tree)
     py = python_exe(tree)
     patchelf = _patchelf()
@@ -131,6 +133,17 @@ def _copy(pool: dict[str, Path], soname: str, libdir: Path, copied: list[str]) -
     if info is None:
         raise AfboxError(f"{soname} from the Debian packages is not a shared library")
     return info
+
+
+def _copy_openssl_modules(staging: Path, tree: Path) -> None:
+    """OpenSSL 3 keeps old ciphers in a module it looks for at a path compiled in (the host's); xrootd's
+    sss protocol (the XCache's key to its origin) uses Blowfish from it and crashes without it. The
+    stub points OPENSSL_MODULES at this copy."""
+    src = staging / OSSL_MODULES
+    if not (src / "legacy.so").exists():
+        raise AfboxError("libssl3's package has no ossl-modules/legacy.so: xrootd's sss would crash without it")
+    (tree / OSSL_MODULES).mkdir(parents=True, exist_ok=True)
+    shutil.copy2((src / "legacy.so").resolve(), tree / OSSL_MODULES / "legacy.so")
 
 
 def _flatten(root: Path) -> None:

@@ -67,7 +67,8 @@ exec 9>&-
 PATH=$rt/usr/bin:$PATH
 AFBOX_BUNDLE=$rt
 AFBOX_BUNDLE_FILE=$self
-export PATH AFBOX_BUNDLE AFBOX_BUNDLE_FILE
+OPENSSL_MODULES=$rt/usr/lib/x86_64-linux-gnu/ossl-modules  # the legacy ciphers xrootd's sss needs
+export PATH AFBOX_BUNDLE AFBOX_BUNDLE_FILE OPENSSL_MODULES
 unset PYTHONHOME  # another Python's home would send the bundled one's children (kernels, workers) there
 exec "$rt/$AFBOX_PYTHON" -I -m afbox "$@"
 exit 1

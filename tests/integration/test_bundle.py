@@ -169,8 +169,11 @@ def test_a_bundled_demo_file_reads_through_the_xcache_with_a_token(box, info):
     url = f"root://127.0.0.1:{PORT_BASE}//{name}"
     code = ("import os, sys, afbox, uproot\nif sys.argv[-1] == 'token':\n    os.environ.update(afbox.data_env())\n"
             f"with uproot.open({url!r}, timeout=30) as f:\n    print(f['Events'].num_entries)")
-    with_token = box.run(f"{rt(info)}/usr/bin/python3 -c \"$(cat <<'EOF'\n{code}\nEOF\n)\" token")
-    assert int(with_token.stdout.split()[-1]) == 25_000
+    with_token = box.run(f"{rt(info)}/usr/bin/python3 -c \"$(cat <<'EOF'\n{code}\nEOF\n)\" token", check=False)
+    logs = "" if with_token.returncode == 0 else "\n".join(
+        box.run(f"./afbox.run logs {s} -l 40", check=False).stdout for s in ("xcache", "origin"))
+    assert with_token.returncode == 0 and int(with_token.stdout.split()[-1]) == 25_000, \
+        with_token.stderr[-1500:] + logs
     without = box.run(f"{rt(info)}/usr/bin/python3 -c \"$(cat <<'EOF'\n{code}\nEOF\n)\" none", check=False)
     assert without.returncode != 0 and "25000" not in without.stdout
 
