@@ -303,6 +303,13 @@ def test_status_json_contract(fac):
         assert set(s) >= {"name", "state", "health", "pid", "restarts", "uptime", "ports", "urls", "log"}
 
 
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
+
+
 def test_z_down_leaves_nothing_and_keeps_work_and_cache(fac):
     env = fac["env"]
     st = status(env, NAME)
@@ -321,9 +328,10 @@ def test_z_down_leaves_nothing_and_keeps_work_and_cache(fac):
     afbox("down", "--name", NAME, env=env)
     alive = [p for p in tree if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
     assert alive == [], f"left running: {alive}"
-    for g in groups:
-        with pytest.raises(ProcessLookupError):
-            os.killpg(g, 0)
+    # a zombie has exited: one whose parent died first waits for init (this machine's reaps slowly)
+    in_groups = [p.info for p in psutil.process_iter(["pid", "ppid", "status", "name", "cmdline"], ad_value=None)
+                 if _pgid(p.pid) in groups and p.info["status"] not in (psutil.STATUS_ZOMBIE, None)]
+    assert in_groups == [], f"left in the services' process groups: {in_groups}"
     assert notebook.exists() and cache_file.exists()
     assert status(env, NAME)["state"] == "down"
     second = afbox("down", "--name", NAME, env=env)
