@@ -15,14 +15,14 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import afbox, isolated_env, security_for  # noqa: E402
+from bench.common import PlainOrigin, afbox, isolated_env, security_for  # noqa: E402
 from bench.wanproxy import WanProxy  # noqa: E402
 
 from afbox import record_data_env  # noqa: E402
-from afbox.auth.xrootd import SSS_KEYTAB  # noqa: E402
 
 PORT_BASE = 21800
 PROXY_PORT = 21790
+REMOTE_ORIGIN_PORT = 21791  # the WAN proxy's far end: a plain xrootd over the facility's data
 MB = 1e6
 
 
@@ -70,8 +70,6 @@ def wan_and_analysis(quick: bool, delay_ms: float, mbit: float) -> tuple[list, d
         # xrdcp and uproot here read through the token-checking XCache like any reader on the host
         rec = json.loads(Path(env["XDG_STATE_HOME"], "afbox", "ci", "facility.json").read_text())
         os.environ.update(record_data_env(rec))
-        # the origin admits only the facility's key (sss): the direct peer reads with it, as the XCache does
-        os.environ["XrdSecSSSKT"] = str(Path(env["XDG_STATE_HOME"], "afbox", "ci", "secrets", SSS_KEYTAB))
         afbox("demo", "data", "--events", str(events), "--files", str(files), env=env)
         root = base / "data" / "afbox" / "ci" / "origin"
         datasets = root / "demo" / "ttbar"
@@ -84,7 +82,7 @@ def wan_and_analysis(quick: bool, delay_ms: float, mbit: float) -> tuple[list, d
         cached = [f"root://127.0.0.1:{PORT_BASE}//{rel}/{n}" for n in names]
         local = [str(f.path) for f in manifest]
         r: dict = {"events": events, "files": files, "bytes": size, "delay_ms": delay_ms, "mbit": mbit}
-        with WanProxy(PROXY_PORT, PORT_BASE + 2, delay_ms, mbit):
+        with PlainOrigin(root, REMOTE_ORIGIN_PORT), WanProxy(PROXY_PORT, REMOTE_ORIGIN_PORT, delay_ms, mbit):
             r["copy_direct_s"] = _copy_all(direct)
             _purge_cache(env)
             r["copy_miss_s"] = _copy_all(cached)

@@ -56,3 +56,46 @@ def save(name: str, data: dict) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(data, indent=2))
     return path
+
+
+class PlainOrigin:
+    """A plain xrootd data server (no security, as many sites' storage) over a directory: the remote
+    origin of the WAN benchmarks. The facility's own origin admits only its XCache's sss key, which
+    binds the client's address and port and so cannot pass a userspace WAN proxy."""
+
+    def __init__(self, root: Path, port: int):
+        self.root, self.port = Path(root), port
+        self.adm = Path(tempfile.mkdtemp(prefix="afbox-bench-origin-"))
+        self.proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> "PlainOrigin":
+        import pwd
+        import socket
+        cfg = self.adm / "origin.cfg"
+        cfg.write_text(f"xrd.port {self.port}\nxrd.allow host localhost\nall.export /\n"
+                       f"oss.localroot {self.root}\nall.adminpath {self.adm}\nall.pidpath {self.adm}\n")
+        argv = ["xrootd", "-c", str(cfg), "-l", str(self.adm / "origin.log")]
+        if os.geteuid() == 0:  # xrootd refuses root: it drops to the package's user
+            argv[1:1] = ["-R", "xrootd"]
+            os.chmod(self.adm, 0o777)
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        end = time.monotonic() + 15
+        while time.monotonic() < end:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return self
+            except OSError:
+                if self.proc.poll() is not None:
+                    break
+                time.sleep(0.1)
+        self.__exit__()
+        raise RuntimeError(f"plain xrootd on port {self.port} did not start; see {self.adm}/origin.log")
+
+    def __exit__(self, *exc) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        self.proc = None
+        import shutil
+        shutil.rmtree(self.adm, ignore_errors=True)
