@@ -22,6 +22,8 @@ from ..errors import AfboxError
 from ..run import run, which
 from . import debs, elf, layout, wheels
 
+FONTAWESOME = "usr/share/jupyterhub/static/components/@fortawesome/fontawesome-free"
+UNUSED = tuple(f"{FONTAWESOME}/{d}" for d in ("svgs", "svgs-full", "sprites", "sprites-full", "metadata", "js"))
 LEVEL = 10          # zstd: ~160 MiB for ~700 MB in ~30 s on 2 cores; 19 saves 17% for 20x the time
 DATA, ENVS = layout.DATA, layout.ENVS
 
@@ -60,6 +62,7 @@ def build(out: Path, source: Path | None = None, cache: Path | None = None, data
         wheeldir = wheels.download(pins, cache)
         afbox_whl = wheels.afbox_wheel(source, work / "dist")
         wheels.install(tree, wheeldir, pins, afbox_whl, source)
+        _prune(tree)
         env_pins = {name: _env_pins(name) for name in envs}
         for name, p in env_pins.items():
             wheels.download(p, cache)
@@ -89,6 +92,18 @@ def build(out: Path, source: Path | None = None, cache: Path | None = None, data
     size = out.stat().st_size
     yield _info(f"wrote {out}: {size / 2**20:.0f} MiB, {manifest.files} files ({manifest.unpacked_bytes / 2**20:.0f} MiB "
                 f"unpacked), glibc >= {manifest.glibc}, sha256 {header.sha256[:16]}..., in {time.monotonic() - t0:.0f}s")
+
+
+def _prune(tree: Path) -> None:
+    """Files no process of the facility opens: JupyterHub's pages load Font Awesome's CSS and web
+    fonts only, not its 40 MB of SVGs, sprites, metadata and JS; the packages' own test suites
+    (`tests` directories, 40 MB; numpy.testing and the like are not among them)."""
+    for rel in UNUSED:
+        shutil.rmtree(tree / rel, ignore_errors=True)
+    site = tree / "usr" / "lib" / "python3" / "dist-packages"
+    for d in sorted(site.glob("*/**/tests"), key=lambda p: len(p.parts)):
+        if d.is_dir() and not d.is_symlink():
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def _info(message: str) -> ev.Event:
@@ -184,7 +199,10 @@ def _pack(tree: Path, work: Path, manifest: layout.Manifest, level: int) -> dict
     with tarfile.open(out["boot"], "w:gz", compresslevel=6) as tar:
         for rel in sorted(boot):
             tar.add(tree / rel, arcname=rel, recursive=False)
-    cctx = zstandard.ZstdCompressor(level=level, threads=-1)
+    # long-distance matching over a 128 MiB window (the decoder's default limit) finds the many
+    # near-copies in a Python tree: ~4% smaller for ~10% more time
+    cctx = zstandard.ZstdCompressor(compression_params=zstandard.ZstdCompressionParameters.from_level(
+        level, window_log=27, enable_ldm=True, threads=-1))
     with open(out["payload"], "wb") as raw, cctx.stream_writer(raw) as z:
         with tarfile.open(fileobj=z, mode="w|", format=tarfile.PAX_FORMAT) as tar:
             for rel in dirs:
