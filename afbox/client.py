@@ -165,7 +165,14 @@ def gateway(name: str | None = None, token: str | None = None):
             "BEARER_TOKEN_FILE")
         with open(path) as f:
             token = f.read().strip()
-    return Gateway(svc["urls"]["gateway"], proxy_address=svc["urls"]["proxy"], auth=_bearer_auth(token))
+    address = svc["urls"]["gateway"]
+    if address.startswith("https://") and (rec.get("auth") or {}).get("identity_dir"):
+        # a federating facility's gateway speaks HTTPS with the facility's own CA
+        from pathlib import Path
+
+        from .sites.remote import pin_ca
+        pin_ca(address, (Path(rec["auth"]["identity_dir"]) / "ca.pem").read_text())
+    return Gateway(address, proxy_address=svc["urls"]["proxy"], auth=_bearer_auth(token))
 
 
 def _bearer_auth(token: str):

@@ -99,7 +99,7 @@ def run(quick: bool, delay_ms: float = 20) -> tuple[list, dict]:
         raise SystemExit(f"federation benchmark: {why}")
     events, files = (20_000, 2) if quick else (200_000, 4)
     r: dict = {"delay_ms": delay_ms, "events": events, "files": files, "workers": WORKERS}
-    with World(delay_ms=delay_ms, prefix="afbox-bench-fed-", workers=WORKERS) as w:
+    with World(delay_ms=delay_ms, prefix="afbox-bf-", workers=WORKERS) as w:  # short: xrootd's admin socket path has a length limit
         w.handshake(grants_b_to_a=("compute.create", "storage.read:/demo"), grants_a_to_b=())
         r["site_add_s"] = w.timings["site_add"]
         w.b.afbox("demo", "data", "--events", str(events), "--files", str(files))

@@ -76,7 +76,7 @@ def gateway(site: str, name: str | None = None, token: str | None = None):
     s = site_of(site, name)
     if not s.descriptor.gateway:
         raise AfboxError(f"site {site} runs no gateway reachable from other sites")
-    _pin(s.descriptor.gateway.api, s.ca_pem)
+    pin_ca(s.descriptor.gateway.api, s.ca_pem)
     return Gateway(s.descriptor.gateway.api, proxy_address=s.descriptor.gateway.proxy,
                    auth=BearerAuth(token or token_for(site, name)))
 
@@ -122,7 +122,7 @@ class SiteToken(WorkerPlugin):
         os.environ["BEARER_TOKEN_FILE"] = str(path)
 
 
-def _pin(address: str, ca_pem: str) -> None:
+def pin_ca(address: str, ca_pem: str) -> None:
     """dask_gateway builds its own Gateway for each cluster and has no TLS setting: requests to this
     address verify against the site's CA only (its other addresses are untouched)."""
     import dask_gateway.client as dgc

@@ -232,6 +232,12 @@ def test_compute_at_b_from_a_behind_nat(world):
         w.wan.link("site-b", "site-a")
 
 
+def test_the_facilitys_own_gateway_client_trusts_its_https(world):
+    """A federating facility's gateway speaks HTTPS with its own CA: afbox.gateway() there pins it."""
+    out = world.b.python("import json, afbox\nprint(json.dumps(afbox.gateway().list_clusters()))")
+    assert isinstance(out, list)
+
+
 # -- 4. data ----------------------------------------------------------------------------------------
 def test_data_of_a_read_at_b_through_its_cache(world):
     w = world
