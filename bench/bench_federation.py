@@ -47,7 +47,8 @@ NAIVE_AT_A = """
 import json, os, subprocess
 from afbox.sites import remote
 token = remote.token_for("site-b")
-open("{tokfile}", "w").write(token)
+with os.fdopen(os.open("{tokfile}", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:  # ztn wants 0600
+    f.write(token)
 os.environ.update(BEARER_TOKEN_FILE="{tokfile}", X509_CERT_DIR="{cadir}")
 from distributed import Client, LocalCluster
 from afbox.demo import analysis
