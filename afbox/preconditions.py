@@ -11,6 +11,7 @@ from .spec import ServiceSpec
 from .units import human_bytes
 
 LOW_FREE = 0.02  # a writable volume on a filesystem with less free than this share gets a warning
+SOCKET_PATH_MAX = 107  # bytes of a unix socket's path (sun_path holds 108 with the closing NUL)
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,12 @@ def check(specs: list[ServiceSpec]) -> list[Finding]:
         for d in dict.fromkeys(dirs):
             if why := writable(d):
                 out.append(Finding(s.name, d, why))
+        for sock in s.sockets:
+            if (n := len(os.fsencode(sock))) > SOCKET_PATH_MAX:
+                out.append(Finding(s.name, sock, (
+                    f"this unix socket's path is {n} bytes long, more than the {SOCKET_PATH_MAX} a socket "
+                    f"takes, so {s.name} cannot start: give the facility a shorter name (--name) or its "
+                    "state a shorter directory (XDG_CACHE_HOME)")))
         for v in s.volumes:
             if v.read_only:
                 continue

@@ -115,6 +115,7 @@ class ServiceSpec:
     run_as: str = ""              # the user it drops to (xrootd as root): its dirs and files are its own
     manages_pods: bool = False    # it starts processes of its own for others (a hub): on k3s, pods in its namespace
     launches: Launcher | None = None  # clusters it starts on demand (see Launcher)
+    sockets: tuple[str, ...] = ()  # unix sockets it binds on this host (a path holds at most 107 bytes)
 
     @property
     def env_dict(self) -> dict[str, str]:

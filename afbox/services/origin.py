@@ -11,7 +11,7 @@ from ..ports import port
 from ..spec import ConfigFile, HealthCheck, ServiceSpec, Volume
 from ..units import parse_size
 from .context import Context
-from .xcache import xrootd_argv, xrootd_missing
+from .xcache import xrootd_argv, xrootd_missing, xrootd_socket
 
 NAME = "origin"
 
@@ -61,7 +61,8 @@ def key_files(ctx: Context) -> tuple[ConfigFile, ...]:
 
 def render(ctx: Context) -> list[ServiceSpec]:
     p = port(ctx.base, NAME)
-    argv = xrootd_argv(ctx, config_path(ctx), f"afbox-{ctx.facility.name}-origin")
+    instance = f"afbox-{ctx.facility.name}-origin"
+    argv = xrootd_argv(ctx, config_path(ctx), instance)
     return [ServiceSpec(
         name=NAME, argv=argv, ports=(("xroot", p),),
         health=HealthCheck("xrootd", host="127.0.0.1", port=p),
@@ -70,5 +71,5 @@ def render(ctx: Context) -> list[ServiceSpec]:
         volumes=(Volume("data", str(ctx.origin_dir), parse_size(ctx.facility.k3s.origin_size), read_only=True),),
         files=(ConfigFile(str(config_path(ctx)), config_text(ctx)), *key_files(ctx)), image_role="xrootd",
         run_as=ctx.xrootd_user or "",
-        unavailable=xrootd_missing(ctx),
+        unavailable=xrootd_missing(ctx), sockets=(xrootd_socket(admin_dir(ctx), instance),),
     )]

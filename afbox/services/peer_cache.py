@@ -97,6 +97,7 @@ def render_one(ctx: Context, site) -> ServiceSpec:
         volumes=(Volume(trust.section(site), str(data_dir(ctx, site)), ctx.cache_size // SHARE),),
         files=files, image_role="xrootd", run_as=ctx.xrootd_user or "",
         unavailable=None if ctx.xrootd else f"xrootd is not installed; {xcache.INSTALL_HINT}",
+        sockets=(xcache.xrootd_socket(admin_dir(ctx, site), f"afbox-{site.name}"),),
     )
 
 

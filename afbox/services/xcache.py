@@ -131,6 +131,11 @@ def statistics_lines() -> list[str]:
     return ["pss.ciosync 10 18"]
 
 
+def xrootd_socket(admin, instance: str) -> str:
+    """The unix socket xrootd binds under its admin path (it refuses to start when that is too long)."""
+    return f"{admin}/{instance}/.xrootd/admin"
+
+
 def xrootd_argv(ctx: Context, config, instance: str) -> tuple[str, ...]:
     """xrootd refuses to run as root: as root it drops to the package's own user (-R)."""
     run_as = ("-R", ctx.xrootd_user) if ctx.xrootd_user else ()
@@ -166,7 +171,8 @@ def origin_key(ctx: Context) -> tuple[tuple[ConfigFile, ...], tuple[tuple[str, s
 
 def render(ctx: Context) -> list[ServiceSpec]:
     p = port(ctx.base, NAME)
-    argv = xrootd_argv(ctx, config_path(ctx), f"afbox-{ctx.facility.name}")
+    instance = f"afbox-{ctx.facility.name}"
+    argv = xrootd_argv(ctx, config_path(ctx), instance)
     key_files, key_env = origin_key(ctx)
     return [ServiceSpec(
         name=NAME, argv=argv, ports=(("xroot", p),),
@@ -182,5 +188,5 @@ def render(ctx: Context) -> list[ServiceSpec]:
         state_dirs=(str(ctx.xrootd_dir), str(admin_dir(ctx))),
         volumes=(Volume("cache", str(ctx.cache_dir), ctx.cache_size, min_filesystem=MIN_FILESYSTEM),),
         files=(*files(ctx), *key_files), image_role="xrootd", run_as=ctx.xrootd_user or "",
-        unavailable=xrootd_missing(ctx),
+        unavailable=xrootd_missing(ctx), sockets=(xrootd_socket(admin_dir(ctx), instance),),
     )]

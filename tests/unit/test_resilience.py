@@ -212,3 +212,62 @@ def test_an_unreadable_record_says_why_and_can_be_set_aside(tmp_path, monkeypatc
     assert "spec: Field required" in record.read_or_why(state)[1]
     aside = record.set_aside(state)
     assert aside.name == "facility.json.unreadable" and not state.record_file.exists()
+
+
+def test_an_xrootd_socket_path_too_long_is_said_before_up(tmp_path):
+    """xrootd binds <admin>/<instance>/.xrootd/admin; a path over 107 bytes stops it with a line
+    deep in its log. The check names the service, the path, its length and the fix."""
+    from test_services import ctx
+
+    from afbox import services
+    short = {s.name: s for s in services.render(ctx())}
+    assert short["xcache"].sockets == ("/c/xrootd/admin/afbox-ci/.xrootd/admin",)
+    assert short["origin"].sockets == ("/c/xrootd/origin-admin/afbox-ci-origin/.xrootd/admin",)
+    deep = tmp_path / ("d" * (90 - len(str(tmp_path))))
+    specs = services.render(ctx(xrootd_dir=deep, cache_dir=tmp_path / "c"))
+    found = {f.service: f for f in preconditions.check(specs) if "socket" in f.problem}
+    assert set(found) == {"xcache", "origin"}
+    assert found["origin"].fatal and found["origin"].path.endswith("/afbox-ci-origin/.xrootd/admin")
+    assert f"is {len(found['origin'].path)} bytes long, more than the 107" in found["origin"].problem
+    assert "--name" in found["origin"].problem and "XDG_CACHE_HOME" in found["origin"].problem
+
+
+@pytest.mark.skipif(not shutil.which("xrootd"), reason="xrootd not installed (Debian: xrootd-server)")
+def test_xrootds_socket_limit_is_the_one_checked():
+    """The same limit, from xrootd itself: an admin path one byte longer than the check allows fails."""
+    import tempfile
+    instance = "afbox-x"
+    for extra, fails in ((0, False), (1, True)):
+        top = Path(tempfile.mkdtemp(prefix="afbox-sock-", dir="/tmp"))  # where xrootd's own user reaches
+        try:
+            n = preconditions.SOCKET_PATH_MAX - len(f"/{instance}/.xrootd/admin") + extra
+            admin = top / ("a" * (n - len(str(top)) - 1))
+            admin.mkdir()
+            assert len(os.fsencode(f"{admin}/{instance}/.xrootd/admin")) == preconditions.SOCKET_PATH_MAX + extra
+            with socket.socket() as free:
+                free.bind(("127.0.0.1", 0))
+                port = free.getsockname()[1]
+            cfg = top / "x.cfg"
+            cfg.write_text(f"xrd.port {port}\nxrd.allow host localhost\nall.export /\noss.localroot {top}\n"
+                           f"all.adminpath {admin}\nall.pidpath {admin}\n")
+            argv = ["xrootd", "-c", str(cfg), "-n", instance]
+            if os.geteuid() == 0:
+                argv[1:1] = ["-R", "nobody"]
+                for d in (top, admin):
+                    os.chmod(d, 0o777)
+            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            def serving() -> bool:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                    return True
+                except OSError:
+                    return False
+            try:
+                poll_until(lambda: proc.poll() is not None or serving(), 15, interval=0.05)
+                ended = proc.poll() is not None
+            finally:
+                proc.kill()
+            out = proc.communicate()[0]
+            assert ended == fails and ("too long" in out) == fails, out[-1500:]
+        finally:
+            shutil.rmtree(top, ignore_errors=True)
