@@ -58,6 +58,25 @@ class Student:
             await asyncio.sleep(0.5)
         raise TimeoutError(f"{self.name}'s server did not come up in {timeout:.0f}s")
 
+    async def stop_server(self, timeout: float = 90) -> None:
+        """Stop the student's server (the hub home page's Stop button) and wait until it is gone."""
+        xsrf = next((c.value for c in self.http.cookies.jar if c.name == "_xsrf" and (c.path or "").startswith("/hub")),
+                    None)
+        headers = {"X-XSRFToken": xsrf} if xsrf else {}
+        r = await self.http.delete(f"/hub/api/users/{self.name}/server", headers=headers)
+        if r.status_code not in (202, 204, 400):  # 400: it was not running
+            r.raise_for_status()
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            r = await self.http.get(f"/hub/api/users/{self.name}", headers=headers)
+            r.raise_for_status()
+            user = r.json()
+            assert "servers" in user, f"the hub does not show {self.name} their servers: {user}"
+            if not user["servers"] and not user.get("pending"):
+                return
+            await asyncio.sleep(0.5)
+        raise TimeoutError(f"{self.name}'s server did not stop in {timeout:.0f}s")
+
     def _xsrf(self) -> dict[str, str]:
         token = next((c.value for c in self.http.cookies.jar if c.name == "_xsrf" and self.prefix in (c.path or "")),
                      None) or self.http.cookies.get("_xsrf")
