@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import warnings
+from pathlib import Path
 
 from .errors import AfboxError
 from .state import FacilityState, known_facilities, resolve_name
@@ -168,8 +169,6 @@ def gateway(name: str | None = None, token: str | None = None):
     address = svc["urls"]["gateway"]
     if address.startswith("https://") and (rec.get("auth") or {}).get("identity_dir"):
         # a federating facility's gateway speaks HTTPS with the facility's own CA
-        from pathlib import Path
-
         from .sites.remote import pin_ca
         pin_ca(address, (Path(rec["auth"]["identity_dir"]) / "ca.pem").read_text())
     return Gateway(address, proxy_address=svc["urls"]["proxy"], auth=_bearer_auth(token))

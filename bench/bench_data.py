@@ -14,15 +14,20 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import PlainOrigin, afbox, isolated_env, security_for  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "tests" / "integration"), str(ROOT)]
+from bench.common import afbox, isolated_env, security_for  # noqa: E402
 from bench.wanproxy import WanProxy  # noqa: E402
+from harness import Origin  # noqa: E402
 
 from afbox import record_data_env  # noqa: E402
 
 PORT_BASE = 21800
 PROXY_PORT = 21790
-REMOTE_ORIGIN_PORT = 21791  # the WAN proxy's far end: a plain xrootd over the facility's data
+# The WAN proxy's far end: a plain xrootd over the facility's data, as many sites' storage is. The
+# facility's own origin admits only its XCache's sss key, which binds the client's address and port
+# and so cannot pass a userspace proxy.
+REMOTE_ORIGIN_PORT = 21791
 MB = 1e6
 
 
@@ -66,6 +71,7 @@ def wan_and_analysis(quick: bool, delay_ms: float, mbit: float) -> tuple[list, d
     cfg.write_text(f'[xcache]\norigin = "root://localhost:{PROXY_PORT}"\n\n[origin]\nenabled = true\n')
     afbox("up", "--profile", "ci", "--config", str(cfg), "--port-base", str(PORT_BASE),
           "--workdir", str(base / "work"), env=env)
+    remote = Origin(base / "data" / "afbox" / "ci" / "origin", REMOTE_ORIGIN_PORT)
     try:
         # xrdcp and uproot here read through the token-checking XCache like any reader on the host
         rec = json.loads(Path(env["XDG_STATE_HOME"], "afbox", "ci", "facility.json").read_text())
@@ -82,7 +88,8 @@ def wan_and_analysis(quick: bool, delay_ms: float, mbit: float) -> tuple[list, d
         cached = [f"root://127.0.0.1:{PORT_BASE}//{rel}/{n}" for n in names]
         local = [str(f.path) for f in manifest]
         r: dict = {"events": events, "files": files, "bytes": size, "delay_ms": delay_ms, "mbit": mbit}
-        with PlainOrigin(root, REMOTE_ORIGIN_PORT), WanProxy(PROXY_PORT, REMOTE_ORIGIN_PORT, delay_ms, mbit):
+        remote.start()
+        with WanProxy(PROXY_PORT, REMOTE_ORIGIN_PORT, delay_ms, mbit):
             r["copy_direct_s"] = _copy_all(direct)
             _purge_cache(env)
             r["copy_miss_s"] = _copy_all(cached)
@@ -103,6 +110,7 @@ def wan_and_analysis(quick: bool, delay_ms: float, mbit: float) -> tuple[list, d
                 r[f"analysis_{key}_events_per_s"] = res.event_rate
                 r[f"analysis_{key}_per_worker"] = {w: s.rate for w, s in res.workers.items()}
     finally:
+        remote.stop()
         afbox("down", "--name", "ci", env=env)
     mbps = lambda seconds: size / MB / seconds  # noqa: E731
     rows = [

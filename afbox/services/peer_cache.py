@@ -84,8 +84,9 @@ def render_one(ctx: Context, site) -> ServiceSpec:
              *(ConfigFile(str(d / "tls" / f), secret=f"identity/{f}", mode=0o600) for f in xcache.TLS_FILES),
              ConfigFile(str(d / "scitokens.cfg"), scitokens_text(ctx, site)),
              ConfigFile(str(keycache_path(d / "cache")), keys, fill=KEYCACHE_FILL, mode=0o600, writable=True))
+    instance = f"afbox-{site.name}"
     return ServiceSpec(
-        name=service_name(site), argv=xcache.xrootd_argv(ctx, cfg, f"afbox-{site.name}"),
+        name=service_name(site), argv=xcache.xrootd_argv(ctx, cfg, instance),
         ports=(("xroot", p),),
         # its own credential towards the site (renewed by the issuer) and the site's CA for its TLS
         env=(("XDG_CACHE_HOME", str(d / "cache")), ("BEARER_TOKEN_FILE", str(trust.cache_token_file(ctx.xrootd_dir, site))),
@@ -97,7 +98,7 @@ def render_one(ctx: Context, site) -> ServiceSpec:
         volumes=(Volume(trust.section(site), str(data_dir(ctx, site)), ctx.cache_size // SHARE),),
         files=files, image_role="xrootd", run_as=ctx.xrootd_user or "",
         unavailable=None if ctx.xrootd else f"xrootd is not installed; {xcache.INSTALL_HINT}",
-        sockets=(xcache.xrootd_socket(admin_dir(ctx, site), f"afbox-{site.name}"),),
+        sockets=(xcache.xrootd_socket(admin_dir(ctx, site), instance),),
     )
 
 
