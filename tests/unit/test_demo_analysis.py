@@ -92,6 +92,33 @@ def test_local_cluster_gives_identical_histograms(files, in_process):
     assert sum(w.events for w in result.workers.values()) == EVENTS
 
 
+def test_a_run_driven_on_the_clusters_own_worker_gives_identical_histograms(files, in_process):
+    """The other site's share of a split run: planned, run and gathered on a worker there, sent back
+    in one message; a failure there is raised here, not waited on."""
+    from distributed import Client, LocalCluster
+
+    from afbox.demo.federated import Driven
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
+            Client(cluster) as client:
+        driven = Driven(client, files, 2_500)
+        chunks, results = driven.result()
+        driven.close()  # a message, not a round trip: the scheduler drops the Variable a moment later
+        deadline = time.monotonic() + 10
+        while (left := client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.extensions["variables"]
+                                                                           .variables))) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert left == []
+        broken = Driven(client, [files[0] + ".missing"], 2_500)
+        with pytest.raises(FileNotFoundError):
+            broken.result()
+        broken.close()
+    assert chunks == analysis.plan_chunks(dict.fromkeys(files, EVENTS // 3), 2_500)
+    result = analysis.combine(files, results, 0.0)
+    assert_same_histograms(result.histograms, in_process.histograms)
+    assert result.events_processed == EVENTS
+
+
 def test_save_writes_histograms_and_plots(in_process, tmp_path):
     paths = in_process.save(tmp_path)
     assert {p.name for p in paths} >= {"histograms.pkl", "histograms.root", "summary.json", "top_mass.png", "overview.png"}
