@@ -60,9 +60,20 @@ def class_group():
 def sheet(name, output, tutors):
     """A printable sheet: per student the login address, one-time code and a QR code."""
     from ..hub import roster, sheet as sheetmod
-    from ..hub.status import locate
-    from ..state import write_private
-    settings, paths, hub = locate(_name(name))
+    from ..hub.status import class_record, hub_url, locate
+    from ..state import FacilityState, write_private
+    name = _name(name)
+    rec = class_record(name)
+    if rec.backend == "k3s":  # the accounts are in the hub's pod: the sheet is made there
+        from ..backends import get
+        from ..services import hub as hub_service
+        text = get("k3s", FacilityState(name)).run_module(hub_service.NAME, "afbox.hub.sheet",
+                                                          str(hub_service.pod_paths().config), hub_url(rec),
+                                                          *(["--tutors"] if tutors else []))
+        write_private(Path(output), text)
+        click.echo(f"wrote {output} (made in the hub's pod); hub {hub_url(rec)}")
+        return
+    settings, paths, hub = locate(name)
     accts = roster.load(paths.accounts)
     write_private(Path(output), sheetmod.render(accts, hub, f"{settings['facility']}: class sheet", tutors))
     pending = sum(1 for a in accts.students() if a.code)

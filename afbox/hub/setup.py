@@ -79,8 +79,11 @@ def configure(c, s: dict) -> None:
     people = roster.load(paths.accounts)
     publish(s, paths)
 
-    c.JupyterHub.bind_url = f"https://{s['listen']}:{s['port']}/"
-    c.JupyterHub.ssl_cert, c.JupyterHub.ssl_key = s["tls_cert"], s["tls_key"]
+    if s["tls_cert"]:
+        c.JupyterHub.bind_url = f"https://{s['listen']}:{s['port']}/"
+        c.JupyterHub.ssl_cert, c.JupyterHub.ssl_key = s["tls_cert"], s["tls_key"]
+    else:  # k3s: the ingress ends TLS, and only it may reach this port (NetworkPolicy)
+        c.JupyterHub.bind_url = f"http://{s['listen']}:{s['port']}/"
     c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{s['hub_port']}"
     c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{s['api_port']}"
     chp = shutil.which("configurable-http-proxy", path=s["bin_dir"]) or shutil.which("configurable-http-proxy")
@@ -118,23 +121,22 @@ def configure(c, s: dict) -> None:
         roles.append({"name": "prestart", "scopes": ["admin:users", "admin:servers"], "services": ["prestart"]})
     c.JupyterHub.load_roles = roles
 
-    if mode == "pods":
-        from .kube import configure_kubespawner
-        configure_kubespawner(c, s)
-        return
-    c.JupyterHub.spawner_class = "afbox.hub.spawner.ClassSpawner"
     c.Spawner.default_url = "/lab"
     c.Spawner.start_timeout = 180
     c.Spawner.http_timeout = 180
     c.Spawner.poll_interval = 30
-    c.Spawner.ip = "127.0.0.1"
-    sp = c.ClassSpawner
-    sp.facility, sp.isolation = s["facility"], mode
-    sp.homes_dir, sp.runtime_dir, sp.public_dir = str(paths.homes_dir), str(paths.runtime), str(paths.public)
-    sp.data_dir = s["data"]
+    if mode == "pods":  # where and how the pods run, the k3s backend adds below (manifests/hub_pods.py)
+        c.JupyterHub.spawner_class = "afbox.hub.kube.ClassKubeSpawner"
+        sp = c.ClassKubeSpawner
+    else:
+        c.JupyterHub.spawner_class = "afbox.hub.spawner.ClassSpawner"
+        c.Spawner.ip = "127.0.0.1"
+        sp = c.ClassSpawner
+        sp.isolation, sp.runtime_dir, sp.data_dir = mode, str(paths.runtime), s["data"]
+        sp.memory, sp.cpus, sp.admit_free = s["memory"], s["cpus"], s["admit_free"]
+    sp.facility, sp.homes_dir, sp.public_dir = s["facility"], str(paths.homes_dir), str(paths.public)
     sp.content_dir = s["content"] or str(default_content(paths, s["xcache"]))
     sp.identity_dir, sp.issuer, sp.token_lifetime = s["identity_dir"], s["issuer"], s["token_lifetime"]
-    sp.memory, sp.cpus, sp.admit_free = s["memory"], s["cpus"], s["admit_free"]
     sp.gateway_url, sp.gateway_proxy, sp.xcache_url = s["gateway"], s["gateway_proxy"], s["xcache"]
     sp.extra_env = [("JUPYTERHUB_ACTIVITY_INTERVAL", str(activity_interval(s)))]
 

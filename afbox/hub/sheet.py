@@ -56,3 +56,25 @@ def render(accts: Accounts, hub: str, title: str, tutors: bool = False) -> str:
 {chr(10).join(cards)}
 </div></body></html>
 """
+
+
+def main(argv: list[str] | None = None) -> None:
+    """python -m afbox.hub.sheet CONFIG HUB_URL [--tutors]: the sheet of the class whose hub reads
+    CONFIG, on stdout (k3s: `afbox class sheet` runs this in the hub's pod, where the accounts are)."""
+    import argparse
+    from pathlib import Path
+
+    from .roster import load
+    from .setup import load_settings, paths_of
+    ap = argparse.ArgumentParser(prog="python -m afbox.hub.sheet")
+    ap.add_argument("config")
+    ap.add_argument("hub")
+    ap.add_argument("--tutors", action="store_true")
+    a = ap.parse_args(argv)
+    settings = load_settings(Path(a.config))
+    accts = load(paths_of(settings).accounts)
+    print(render(accts, a.hub, f"{settings['facility']}: class sheet", a.tutors), end="")
+
+
+if __name__ == "__main__":
+    main()

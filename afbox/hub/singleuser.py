@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
+from pathlib import Path
 
 from jupyterhub.singleuser import extension
 
 from ..auth.facility_auth import ValidatorFromEnv
 from ..auth.tokens import JUPYTER
 from ..auth.validate import TokenRejected, bearer
+
+SOURCE_ENV = "AFBOX_TOKEN_SOURCE"  # k3s: the student's token Secret, mounted (afbox.hub.kube)
 
 
 class StudentIdentityProvider(ValidatorFromEnv, extension.JupyterHubIdentityProvider):
@@ -36,7 +40,41 @@ class StudentIdentityProvider(ValidatorFromEnv, extension.JupyterHubIdentityProv
         return await super().get_user(handler)
 
 
+def copy_token(source: Path, dest: Path) -> bool:
+    """A 0600 copy of the token the pod is given (a Secret's files are group-readable, and xrootd's
+    token auth refuses those); True when it changed."""
+    token = source.read_bytes()
+    if dest.exists() and dest.read_bytes() == token:
+        return False
+    dest.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(token)
+    os.replace(tmp, dest)
+    return True
+
+
+def keep_token_copy(source: Path, dest: Path, every: float = 30.0) -> threading.Event:
+    """Copy now, then follow the Secret as the hub renews it (the kubelet updates the mount) until
+    the returned event is set."""
+    copy_token(source, dest)
+    stop = threading.Event()
+
+    def follow() -> None:
+        while not stop.wait(every):
+            try:
+                copy_token(source, dest)
+            except OSError as e:
+                print(f"afbox: could not renew the token copy {dest}: {e}", flush=True)
+    threading.Thread(target=follow, name="afbox-token", daemon=True).start()
+    return stop
+
+
 def main() -> None:
+    source = os.environ.get(SOURCE_ENV)
+    if source and os.environ.get("BEARER_TOKEN_FILE"):
+        keep_token_copy(Path(source), Path(os.environ["BEARER_TOKEN_FILE"]))
     # the extension names its identity provider when it loads its config: give it this one
     extension.JupyterHubIdentityProvider = StudentIdentityProvider
     from jupyterhub.singleuser import main as singleuser_main

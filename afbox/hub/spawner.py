@@ -12,7 +12,7 @@ import httpx
 import psutil
 from jupyterhub.spawner import LocalProcessSpawner
 from tornado import web
-from traitlets import Float, Integer, List, Unicode
+from traitlets import Float, HasTraits, Integer, List, Unicode
 
 from ..auth import token_file
 from ..auth.facility_auth import ENV_CA, ENV_ISSUER, ENV_KEYS, ENV_TRUSTED
@@ -24,31 +24,71 @@ from . import home as homes, isolation, limits
 STUDENT_ENV = "AFBOX_STUDENT"  # marks every process of a student (afbox class status finds them by it)
 
 
-class ClassSpawner(LocalProcessSpawner):
+class Student(HasTraits):
+    """What every student's server gets, however it runs (here: as a process; on k3s: a pod, see
+    afbox.hub.kube): their token, the class's addresses, their clusters stopped with the server."""
     facility = Unicode(config=True)
-    isolation = Unicode("users", config=True, help="users or bwrap (afbox.hub.isolation)")
     homes_dir = Unicode(config=True)
-    runtime_dir = Unicode(config=True, help="per student: their token file")
     public_dir = Unicode(config=True, help="the issuer's public keys and the CA dir every student reads")
-    data_dir = Unicode(config=True, help="the class data, read-only")
     content_dir = Unicode(config=True, help="copied into each home where missing")
     identity_dir = Unicode(config=True)
     issuer = Unicode(config=True)
     token_lifetime = Float(7200, config=True)
     token_scope = Unicode(f"{COMPUTE} {JUPYTER} {storage_read('/')}", config=True)
-    memory = Integer(2 * 1024 ** 3, config=True, help="bytes: server, kernels and Dask together")
-    cpus = Float(1.0, config=True)
-    admit_free = Integer(400 * 1024 ** 2, config=True, help="bytes that must be free for a server to start")
     gateway_url = Unicode("", config=True)
     gateway_proxy = Unicode("", config=True)
     xcache_url = Unicode("", config=True)
     extra_env = List(config=True, help="(name, value) pairs for every student process")
 
-    _cgroups: limits.Cgroups | None = None
-
     @property
     def student(self) -> str:
         return self.user.name
+
+    def mint_token(self) -> str:
+        return mint(load_identity(Path(self.identity_dir)), self.issuer, self.student, self.token_scope,
+                    self.issuer, lifetime=self.token_lifetime)
+
+    def class_env(self, token_file: str, home: str) -> dict[str, str]:
+        public = Path(self.public_dir)
+        return {
+            STUDENT_ENV: self.student, "AFBOX_FACILITY": self.facility, "JUPYTERHUB_ROOT_DIR": home,
+            "BEARER_TOKEN_FILE": token_file, "X509_CERT_DIR": str(public / "ca-hashed"),
+            "AFBOX_GATEWAY": self.gateway_url, "AFBOX_GATEWAY_PROXY": self.gateway_proxy,
+            "AFBOX_XCACHE": self.xcache_url, "AFBOX_STUDENT_WORKERS": "1",
+            ENV_ISSUER: self.issuer, ENV_KEYS: str(public / "public-keys.json"), ENV_TRUSTED: "",
+            ENV_CA: str(public / "ca.pem"),
+            # students use their own gateway cluster, never the tutor's scheduler
+            "DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION": "True",
+            **dict(self.extra_env),
+        }
+
+    def current_token(self) -> str:
+        raise NotImplementedError
+
+    async def stop_clusters(self) -> None:
+        """The student's gateway clusters go with their server (the culler stops both)."""
+        if not self.gateway_url:
+            return
+        try:
+            async with httpx.AsyncClient(base_url=self.gateway_url, timeout=10,
+                                         headers={"Authorization": f"Bearer {self.current_token()}"}) as http:
+                r = await http.get("/api/v1/clusters/")
+                for name in r.json() if r.is_success else {}:
+                    await http.delete(f"/api/v1/clusters/{name}")
+                    self.log.info("stopped %s's Dask cluster %s", self.student, name)
+        except (OSError, httpx.HTTPError, ValueError) as e:
+            self.log.warning("could not stop the Dask clusters of %s: %s", self.student, e)
+
+
+class ClassSpawner(Student, LocalProcessSpawner):
+    isolation = Unicode("users", config=True, help="users or bwrap (afbox.hub.isolation)")
+    runtime_dir = Unicode(config=True, help="per student: their token file")
+    data_dir = Unicode(config=True, help="the class data, read-only")
+    memory = Integer(2 * 1024 ** 3, config=True, help="bytes: server, kernels and Dask together")
+    cpus = Float(1.0, config=True)
+    admit_free = Integer(400 * 1024 ** 2, config=True, help="bytes that must be free for a server to start")
+
+    _cgroups: limits.Cgroups | None = None
 
     @property
     def home(self) -> Path:
@@ -78,8 +118,7 @@ class ClassSpawner(LocalProcessSpawner):
     # -- files ------------------------------------------------------------------------------
     def write_token(self, owner: tuple[int, int] | None) -> None:
         path = self.token_path
-        token = mint(load_identity(Path(self.identity_dir)), self.issuer, self.student, self.token_scope,
-                     self.issuer, lifetime=self.token_lifetime)
+        token = self.mint_token()
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -137,19 +176,8 @@ class ClassSpawner(LocalProcessSpawner):
 
     def get_env(self):
         env = super().get_env()
-        public = Path(self.public_dir)
-        env.update({
-            STUDENT_ENV: self.student, "AFBOX_FACILITY": self.facility,
-            "JUPYTERHUB_ROOT_DIR": str(self.home),
-            "BEARER_TOKEN_FILE": str(self.token_path), "X509_CERT_DIR": str(public / "ca-hashed"),
-            "AFBOX_GATEWAY": self.gateway_url, "AFBOX_GATEWAY_PROXY": self.gateway_proxy,
-            "AFBOX_XCACHE": self.xcache_url, "AFBOX_CLASS_DATA": self.data_dir, "AFBOX_STUDENT_WORKERS": "1",
-            ENV_ISSUER: self.issuer, ENV_KEYS: str(public / "public-keys.json"), ENV_TRUSTED: "",
-            ENV_CA: str(public / "ca.pem"),
-            # students use their own gateway cluster, never the tutor's scheduler
-            "DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION": "True",
-        })
-        env.update(dict(self.extra_env))
+        env.update(self.class_env(str(self.token_path), str(self.home)))
+        env["AFBOX_CLASS_DATA"] = self.data_dir
         for key in ("AFBOX_SCHEDULER", "DASK_SCHEDULER_ADDRESS"):
             env.pop(key, None)
         return env
@@ -165,17 +193,5 @@ class ClassSpawner(LocalProcessSpawner):
         await super().stop(now=now)
         await self.stop_clusters()
 
-    async def stop_clusters(self) -> None:
-        """The student's gateway clusters go with their server (the culler stops both)."""
-        if not self.gateway_url:
-            return
-        try:
-            token = self.token_path.read_text().strip()
-            async with httpx.AsyncClient(base_url=self.gateway_url, timeout=10,
-                                         headers={"Authorization": f"Bearer {token}"}) as http:
-                r = await http.get("/api/v1/clusters/")
-                for name in r.json() if r.is_success else {}:
-                    await http.delete(f"/api/v1/clusters/{name}")
-                    self.log.info("stopped %s's Dask cluster %s", self.student, name)
-        except (OSError, httpx.HTTPError, ValueError) as e:
-            self.log.warning("could not stop the Dask clusters of %s: %s", self.student, e)
+    def current_token(self) -> str:
+        return self.token_path.read_text().strip()

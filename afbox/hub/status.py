@@ -49,15 +49,29 @@ class ClassStatus:
         return asdict(self)
 
 
-def locate(name: str) -> tuple[dict, ClassPaths, str]:
-    """Settings, paths and public URL of facility `name`'s class; an error when it has none."""
-    state = FacilityState(name)
-    rec = record.read(state)
+def class_record(name: str):
+    """The record of facility `name`, which runs a class; an error when it does not."""
+    rec = record.read(FacilityState(name))
     if not rec or "hub" not in rec.services:
         raise AfboxError(f"facility {name!r} is not running a class",
                          hint="start one: afbox up --profile masterclass --students N")
-    settings = load_settings(Path(state.dir) / "hub" / "jupyterhub_config.py")
-    return settings, paths_of(settings), rec.services["hub"].urls["hub"].removesuffix("/hub/")
+    return rec
+
+
+def hub_url(rec) -> str:
+    return rec.services["hub"].urls["hub"].removesuffix("/hub/")
+
+
+def locate(name: str) -> tuple[dict, ClassPaths, str]:
+    """Settings, paths and public URL of facility `name`'s class; an error when it has none."""
+    rec = class_record(name)
+    if rec.backend == "k3s":
+        raise AfboxError(f"facility {name!r} runs its class on k3s: its accounts are on the class's volume in "
+                         "the hub's pod, which only `afbox class sheet` reaches so far",
+                         hint=f"tutors manage students and servers at {hub_url(rec)}/hub/admin "
+                              "(`afbox class sheet --tutors` prints the tutors' codes)")
+    settings = load_settings(Path(FacilityState(name).dir) / "hub" / "jupyterhub_config.py")
+    return settings, paths_of(settings), hub_url(rec)
 
 
 def hub_users(settings: dict, paths: ClassPaths) -> list[dict]:

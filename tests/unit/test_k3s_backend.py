@@ -121,6 +121,28 @@ def test_up_scale_down_make_exactly_these_calls(env):
     assert not K3sBackend(FacilityState("edge")).running()
 
 
+def test_a_class_on_k3s_runs_its_hub_and_prints_the_sheet_made_in_its_pod(env, tmp_path):
+    fac = env.facility(masterclass={"enabled": True, "students": 3})
+    list(lifecycle.up(fac))
+    applied = env.calls(stdin=True)[2]["stdin"]
+    assert "afbox.hub.kube.ClassKubeSpawner" in applied and "kind: Role" in applied
+    assert rollout("deployment", "hub") in env.calls()
+    rec = record.read(FacilityState("edge"))
+    assert "hub" in rec.services and rec.backend == "k3s"
+
+    env.reset()
+    sheet = tmp_path / "sheet.html"
+    r = CliRunner().invoke(main, ["class", "sheet", "-o", str(sheet), "--tutors"])
+    assert r.exit_code == 0, r.output
+    assert sheet.read_text() == (FIXTURES / "exec-hub-sheet.html").read_text()
+    assert oct(sheet.stat().st_mode & 0o777) == "0o600"
+    assert env.calls() == [["kubectl", "exec", "-n", NS, "deployment/hub", "-c", "hub", "--", "/opt/afbox/venv/bin/python",
+                            "-m", "afbox.hub.sheet", "/var/lib/afbox/class/state/hub/jupyterhub_config.py",
+                            "https://afbox.localhost", "--tutors"]]
+    r = CliRunner().invoke(main, ["class", "status"])
+    assert r.exit_code != 0 and "runs its class on k3s" in r.output and "/hub/admin" in r.output
+
+
 def test_status_reads_the_pods(env):
     list(lifecycle.up(env.facility()))
     env.reset()

@@ -181,6 +181,7 @@ def test_the_name_check_fails_for_the_hosts_own_server_certificate(tmp_path, mon
 TRAEFIK = ("kube-system", {"app.kubernetes.io/name": "traefik"})
 OUTSIDE = ("", {})  # an address outside the cluster
 CLUSTERS = "gateway clusters"  # the schedulers and workers the Dask gateway starts as pods
+STUDENTS = "students' servers"  # the pods a class's hub starts (KubeSpawner)
 # (client, server, port or the server's port label, why): what the facility needs ...
 NEEDED = [
     ("jupyter", "dask-scheduler", "scheduler", "kernels' Client"),
@@ -201,6 +202,13 @@ NEEDED = [
     (CLUSTERS, "gateway", "api", "the clusters report to the gateway"),
     (CLUSTERS, CLUSTERS, 40123, "their workers and scheduler talk on ports of their own choosing"),
     (CLUSTERS, "xcache", "xroot", "their workers read root:// through the cache"),
+    (TRAEFIK, "hub", "https", "students open the hub"),
+    ("hub", STUDENTS, 8888, "the hub's proxy reaches students' servers"),
+    (STUDENTS, "hub", "internal", "students' servers report to the hub"),
+    (STUDENTS, "gateway", "http", "students ask the gateway for their clusters"),
+    (STUDENTS, "gateway", "scheduler-proxy", "and reach them through its proxy"),
+    (STUDENTS, "xcache", "xroot", "students read root:// through the cache"),
+    (STUDENTS, "issuer", "https", "students' servers check tokens against the issuer's keys"),
 ]
 # ... and what it must not allow
 FORBIDDEN = [
@@ -217,6 +225,13 @@ FORBIDDEN = [
     (CLUSTERS, "jupyter", "http", "gateway clusters reaching the notebook server"),
     ("jupyter", CLUSTERS, 8786, "kernels reach gateway clusters only through the gateway's proxy"),
     ("jupyter", OUTSIDE, 1094, "kernels reading a remote origin around the cache"),
+    (STUDENTS, STUDENTS, 8888, "a student reaching another student's server"),
+    (TRAEFIK, STUDENTS, 8888, "from outside, around the hub's login"),
+    (STUDENTS, "jupyter", "http", "a student reaching the owner's JupyterLab"),
+    (STUDENTS, "dask-scheduler", "scheduler", "a student using the owner's cluster"),
+    (STUDENTS, "origin", "xroot", "students around the cache"),
+    (STUDENTS, CLUSTERS, 8786, "students reach clusters only through the gateway's proxy"),
+    (STUDENTS, OUTSIDE, 443, "students calling out"),
 ]
 
 
@@ -229,12 +244,17 @@ def labels_of(objs: list[dict], who) -> tuple[str, dict]:
         ns = next(o for o in objs if o["kind"] == "Namespace")["metadata"]["name"]
         return ns, {**ast.literal_eval(found[1]), "gateway.dask.org/instance": f"afbox-{ns.removeprefix('afbox-')}",
                     "app.kubernetes.io/component": "dask-worker"}
+    if who == STUDENTS:  # as the hub's config tells KubeSpawner to label them (test_k3s_class checks the pods)
+        config = next(o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "config")["data"]
+        found = re.search(r"^c\.KubeSpawner\.common_labels = (.*)$", config["jupyterhub_config.py"], re.M)
+        ns = next(o for o in objs if o["kind"] == "Namespace")["metadata"]["name"]
+        return ns, {**ast.literal_eval(found[1]), "component": "singleuser-server"}
     w = next(o for o in objs if o["kind"] in ("Deployment", "StatefulSet") and o["metadata"]["name"] == who)
     return w["metadata"]["namespace"], w["spec"]["template"]["metadata"]["labels"]
 
 
 def port_of(objs: list[dict], server, port) -> int:
-    if isinstance(port, int) or server == CLUSTERS:
+    if isinstance(port, int) or server in (CLUSTERS, STUDENTS):
         return port
     pod = pods(objs)[server]
     return next(p["containerPort"] for c in pod["containers"] for p in c.get("ports", []) if p["name"] == port)
@@ -287,7 +307,8 @@ def allowed(objs: list[dict], client, server, port) -> bool:
 def flow_table(objs: list[dict]) -> list[str]:
     present = set(pods(objs))
     def there(*who):  # noqa: E306
-        return all(isinstance(w, tuple) or w in present or (w == CLUSTERS and "gateway" in present) for w in who)
+        return all(isinstance(w, tuple) or w in present or (w == CLUSTERS and "gateway" in present)
+                   or (w == STUDENTS and "hub" in present) for w in who)
     wrong = [f"needed but denied: {c} -> {s}:{p} ({why})" for c, s, p, why in NEEDED
              if there(c, s) and not allowed(objs, c, s, p)]
     wrong += [f"allowed but forbidden: {c} -> {s}:{p} ({why})" for c, s, p, why in FORBIDDEN
@@ -327,10 +348,11 @@ ACCEPTED = {
                    "No memory limit where a service declares no size: JupyterLab holds every kernel, so a "
                    "limit would kill all of a user's kernels at once; every pod asks for memory instead "
                    "([k3s] memory_request). Workers have their Dask memory limit as their limit."),
-    "CKV_K8S_38": ("gateway gateway-controller",
+    "CKV_K8S_38": ("gateway gateway-controller hub",
                    "The Dask gateway's API and its controller use the Kubernetes API (dask-gateway's Kubernetes "
-                   "backend: clusters as DaskCluster objects, their pods), each with a Role of its own in the "
-                   "facility's namespace only; no other pod gets a service account token."),
+                   "backend: clusters as DaskCluster objects, their pods), and a class's hub starts students' "
+                   "servers as pods (KubeSpawner), each with a Role of its own in the facility's namespace "
+                   "only; no other pod gets a service account token."),
     "CKV_K8S_23": ("nvidia-device-plugin-daemonset",
                    "NVIDIA's device plugin runs as root: it creates its socket in the kubelet's root-owned "
                    "device-plugins dir (as NVIDIA's own manifest does)."),

@@ -63,6 +63,8 @@ def ctx(case: str) -> Context:
     if case == "masterclass":
         over = {"facility": {"name": "masterclass", "workdir": "/srv/work"}, "dask": {"workers": 8}}
         size = DaskSize(8, 1, GiB)
+    if case == "class":  # a class on k3s: the hub starts students' servers as pods
+        over = {"facility": {"name": "class", "workdir": "/srv/work"}, "masterclass": {"enabled": True, "students": 3}}
     fac = load("k3s-edge", None, over)
     return Context(facility=fac, state=FacilityState(fac.name), dask=size, bin_dir="/venv/bin", xrootd=None,
                    xrootd_user=None, cache_dir=Path("/c/xcache"), xrootd_dir=Path("/c/xrootd"),
@@ -87,7 +89,7 @@ def container(obj):
     return obj["spec"]["template"]["spec"]["containers"][0]
 
 
-@pytest.mark.parametrize("case", ["laptop", "gpu", "masterclass"])
+@pytest.mark.parametrize("case", ["laptop", "gpu", "masterclass", "class"])
 def test_manifests_match_golden_and_validate_strictly(case):
     objs = k8s.blank(render(case))
     text = k8s.dump(objs)

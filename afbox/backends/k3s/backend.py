@@ -72,6 +72,13 @@ class K3sBackend(Hooks):
     def selector(self) -> str:
         return f"{FACILITY_LABEL}={self.state.name}"
 
+    def run_module(self, service: str, module: str, *args: str, timeout: float = 120) -> str:
+        """`python -m module args` in the service's pod (its container of the same name); its stdout.
+        What it prints passes through this pipe only (the class sheet's codes: afbox class sheet)."""
+        from .manifests.pod import VENV_BIN
+        return self.k3s.kubectl("exec", "-n", self.namespace, f"deployment/{service}", "-c", service, "--",
+                                f"{VENV_BIN}/python", "-m", module, *args, timeout=timeout).stdout
+
     # -- before anything runs -------------------------------------------------------------------
     def view(self, ctx: Context) -> Context:
         return manifests.pod_context(ctx)

@@ -11,7 +11,7 @@ import yaml
 
 from ....services.context import Context
 from ....spec import ServiceSpec
-from . import gpu, images, launcher, network, objects, secrets, volumes, workloads
+from . import gpu, hub_pods, images, launcher, network, objects, secrets, volumes, workloads
 from .objects import secret_key
 from .pod import namespace_name
 
@@ -60,6 +60,9 @@ def render(ctx: Context, specs: list[ServiceSpec], filled: Filled) -> list[dict]
     launching = {g.name: _clusters(g, listing, analysis) for g in groups if _launches(g)}
     groups = [replace(g, spec=launcher.adapted(g.spec, ns, name, analysis, launching[g.name][2]))
               if g.name in launching else g for g in groups]
+    hubs = [g.name for g in groups if g.spec.launches and g.spec.launches.kind == hub_pods.KIND]
+    groups = [replace(g, spec=hub_pods.adapted(g.spec, ns, name, analysis, class_limits(ctx)))
+              if g.name in hubs else g for g in groups]
 
     taken: dict[str, str] = {}
     keys, config_data, fill_keys, fill_data = {}, {}, {}, {}
@@ -94,6 +97,13 @@ def render(ctx: Context, specs: list[ServiceSpec], filled: Filled) -> list[dict]
                                            network.external(pseudo, ns, {h for h, _, _ in ingress}))
         launched += pols
         clients.append((pseudo.name, pols[0]["spec"]["podSelector"], pseudo))
+    for h in hubs:
+        pseudo = ServiceSpec(hub_pods.STUDENTS, (), env=groups_by(groups, h).spec.launches.env)
+        fl = network.flows([*groups, workloads.Group(pseudo.name, pseudo, ())], ns)
+        pols, extra[h] = hub_pods.policies(groups_by(groups, h).spec, ns, name,
+                                           {k: p for k, p in fl.items() if k[0] == pseudo.name})
+        launched += pols
+        clients.append((pseudo.name, hub_pods.student_selector(name), pseudo))
     out += network.policies(ns, name, groups, ingress, clients, extra) + launched
     if any(g.spec.gpu == "nvidia" for g in groups):
         out += [gpu.runtime_class(), gpu.device_plugin(images.pinned(k.device_plugin_image, filled.digests))]
@@ -118,6 +128,8 @@ def render(ctx: Context, specs: list[ServiceSpec], filled: Filled) -> list[dict]
         w = workloads.workload(g, ns, name, image, v, POD_ENV if g.replicated else [], k)
         if g.name in launching:
             w = launcher.in_pod(w, g.spec, ns, name, images.pinned(k.gateway_proxy_image, filled.digests))
+        if g.name in hubs:
+            w = hub_pods.in_pod(w, g.spec)
         out.append(w)
     for w in launching:
         mounts = {"mounts": [{"name": "config", "mountPath": launcher.CONTROLLER_CONFIG, "subPath": CONTROLLER_KEY,
@@ -125,9 +137,20 @@ def render(ctx: Context, specs: list[ServiceSpec], filled: Filled) -> list[dict]
                   "volumes": [{"name": "config", "configMap": {"name": volumes.CONFIG, "items": [
                       {"key": CONTROLLER_KEY, "path": CONTROLLER_KEY}]}}, {"name": "tmp", "emptyDir": {}}]}
         out += launcher.objects(groups_by(groups, w).spec, ns, name, analysis, mounts)
+    for h in hubs:
+        out += hub_pods.objects(groups_by(groups, h).spec, ns, name)
     if ingress:
         out.append(network.ingress(ns, name, ingress))
     return out
+
+
+def class_limits(ctx: Context) -> dict:
+    """What each student's pod gets (afbox.class_spec), and where the class's public files are."""
+    from ....services.hub import paths
+    from ....units import parse_size
+    m = ctx.facility.masterclass
+    return {"memory": parse_size(m.memory), "cpus": m.cpus, "admit": parse_size(m.admit_free),
+            "public": str(paths(ctx).public)}
 
 
 def _launches(g: workloads.Group) -> bool:

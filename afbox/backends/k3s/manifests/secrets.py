@@ -101,10 +101,13 @@ def chosen(refs: list[str], name: str, files: tuple[str, ...]) -> list[str]:
     prefix = SECRET_PATHS[name]
     if not prefix.endswith("/"):
         return [prefix] if prefix in refs else []
-    if prefix in refs or prefix.rstrip("/") in refs:  # the whole dir: the identity's own files
-        return [prefix + f for f in IDENTITY_OWN if f in files or prefix + f in SERVER_FILES]
-    return [prefix + f for f in files
-            if any(prefix + f == r or (prefix + f).startswith(r.rstrip("/") + "/") for r in refs)]
+    whole = prefix.rstrip("/")
+    out = []
+    if prefix in refs or whole in refs:  # the whole dir: the identity's own files
+        out = [prefix + f for f in IDENTITY_OWN if f in files or prefix + f in SERVER_FILES]
+    parts = [r for r in refs if r.rstrip("/") != whole]  # and what is named inside it (its hashed CA dir)
+    return out + [prefix + f for f in files if prefix + f not in out
+                  and any(prefix + f == r or (prefix + f).startswith(r.rstrip("/") + "/") for r in parts)]
 
 
 def copies(spec: ServiceSpec, listing: dict[str, tuple[str, ...]], fill_keys: dict[str, str]) -> list[Copy]:
