@@ -80,7 +80,9 @@ def config_text(ctx: Context) -> str:
         "FacilityBackend.clusters_directory": str(ctx.state.run / "gateway-clusters"),
         # its clusters' dashboards ask for a facility token like the facility's own
         "ClusterConfig.scheduler_cmd": [f"{ctx.bin_dir}/dask", "scheduler", "--preload", dask.PRELOAD],
-        "ClusterConfig.worker_cmd": [f"{ctx.bin_dir}/dask", "worker"],
+        # no nanny: a second interpreter per worker would add ~0.4 s to every cluster's start on a small
+        # box, and the gateway itself replaces a worker that dies (a few seconds later, same ports)
+        "ClusterConfig.worker_cmd": [f"{ctx.bin_dir}/dask", "worker", "--no-nanny"],
         "ClusterConfig.worker_cores": ctx.dask.threads,
         "ClusterConfig.worker_threads": ctx.dask.threads,
         "ClusterConfig.worker_memory": ctx.dask.memory_limit,

@@ -3,9 +3,11 @@ the same table of tokens against all four, each refusal logged by the service, w
 refused until the facility trusts it; no token in logs, process titles or status."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -220,6 +222,19 @@ def test_gateway_cluster_computes_with_a_token_and_401_without(world):
                 assert httpx.get(cluster.dashboard_link, timeout=15).status_code == 401
                 assert httpx.get(cluster.dashboard_link, timeout=15,
                                  headers={"Authorization": f"Bearer {fac.token()}"}).status_code == 200
+                # a worker runs without a nanny: when it dies the gateway starts another in its place
+                (pid,) = client.run(os.getpid).values()
+                os.kill(pid, signal.SIGKILL)
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:
+                    with contextlib.suppress(Exception):
+                        pids = set(client.run(os.getpid, wait=True).values())
+                        if pids and pid not in pids:
+                            break
+                    time.sleep(0.5)
+                else:
+                    raise AssertionError("the gateway did not replace its cluster's killed worker in 60 s")
+                assert client.submit(sum, [4, 5]).result(timeout=30) == 9
         finally:
             cluster.shutdown()
             gw.close()
