@@ -17,12 +17,10 @@ from kubespawner import KubeSpawner
 from kubernetes_asyncio.client.rest import ApiException
 
 from . import home as homes
+from .paths import TOKEN_FILE, TOKEN_SECRET, TOKEN_SOURCE
 from .singleuser import SOURCE_ENV
 from .spawner import Student
 
-TOKEN_SECRET = "afbox-token-{username}"   # KubeSpawner expands it (escaped) as it does its pod names
-TOKEN_SOURCE = "/var/run/afbox/token"     # the Secret, mounted read-only in the student's pod
-TOKEN_FILE = "/tmp/afbox/data.token"      # the 0600 copy BEARER_TOKEN_FILE names
 
 
 class ClassKubeSpawner(Student, KubeSpawner):

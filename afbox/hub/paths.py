@@ -9,6 +9,13 @@ from ..facility import Facility
 from ..state import FacilityState, data_root
 
 
+# k3s, in a student's pod (afbox.hub.kube): their token Secret, where it is mounted, the 0600 copy
+# BEARER_TOKEN_FILE names; KubeSpawner expands {username} (escaped) as it does its pod names
+TOKEN_SECRET = "afbox-token-{username}"
+TOKEN_SOURCE = "/var/run/afbox/token"
+TOKEN_FILE = "/tmp/afbox/data.token"
+
+
 @dataclass(frozen=True)
 class ClassPaths:
     state_dir: Path      # the facility's state dir

@@ -3,7 +3,10 @@ backend places it without knowing its name; no import cycles; no module over ~40
 from __future__ import annotations
 
 import ast
+import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -189,3 +192,14 @@ def test_python_floor_is_the_same_everywhere():
     floor = re.search(r'requires-python = ">=(3\.\d+)"', (ROOT / "pyproject.toml").read_text()).group(1)
     assert f"sys.version_info < ({floor.replace('.', ', ')})" in (ROOT / "install.sh").read_text()
     assert f"Python >= {floor}" in (ROOT / "README.md").read_text()
+
+
+def test_the_cli_starts_without_the_programs_it_runs():
+    """`afbox` answers at once: what its services run (Dask, JupyterHub, KubeSpawner, the console...) is
+    imported only by the code that needs it, never by the command line's own start."""
+    heavy = ["distributed", "dask", "dask_gateway", "dask_gateway_server", "jupyterhub", "jupyter_server",
+             "kubespawner", "kubernetes_asyncio", "kubernetes", "textual", "uproot", "awkward", "numpy", "tornado"]
+    out = subprocess.run([sys.executable, "-c", "import json, sys, afbox.cli; print(json.dumps(sorted(sys.modules)))"],
+                         capture_output=True, text=True, check=True).stdout
+    loaded = set(json.loads(out))
+    assert not [m for m in heavy if m in loaded]

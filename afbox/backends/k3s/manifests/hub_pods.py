@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ....hub.kube import TOKEN_SECRET, TOKEN_SOURCE
+from ....hub.paths import TOKEN_SECRET, TOKEN_SOURCE
 from ....spec import ServiceSpec
 from .launcher import API_SERVER_PORTS
 from .objects import labels, meta
