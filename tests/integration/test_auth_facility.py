@@ -235,6 +235,8 @@ def test_gateway_cluster_computes_with_a_token_and_401_without(world):
                 else:
                     raise AssertionError("the gateway did not replace its cluster's killed worker in 60 s")
                 assert client.submit(sum, [4, 5]).result(timeout=30) == 9
+                client.restart(timeout=60)  # so a notebook's client.restart() works too: the gateway brings them back
+                assert client.submit(sum, [6, 7]).result(timeout=30) == 13
         finally:
             cluster.shutdown()
             gw.close()
