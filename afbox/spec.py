@@ -116,6 +116,9 @@ class ServiceSpec:
     manages_pods: bool = False    # it starts processes of its own for others (a hub): on k3s, pods in its namespace
     launches: Launcher | None = None  # clusters it starts on demand (see Launcher)
     sockets: tuple[str, ...] = ()  # unix sockets it binds on this host (a path holds at most 107 bytes)
+    # compute in the background (Dask, the gateway's clusters): where processes share a few cores with
+    # the person's own tools (JupyterLab, kernels), it yields the CPU to them (local: a lower priority)
+    background: bool = False
 
     @property
     def env_dict(self) -> dict[str, str]:

@@ -119,7 +119,7 @@ def scheduler(ctx: Context, place: Place | None = None) -> ServiceSpec:
         ports=(("scheduler", pl.scheduler_port), ("dashboard", dash)),
         health=HealthCheck("http", host=ctx.bind, port=dash, path="/health"),
         urls=(("scheduler", address(ctx, pl.scheduler_port)), ("dashboard", f"http://{ctx.bind}:{dash}/status")),
-        cpus=0.5, env=(*tls_env(ctx), *guard_env), primary="scheduler", singleton=True,
+        cpus=0.5, env=(*tls_env(ctx), *guard_env), primary="scheduler", singleton=True, background=True,
         links=(("scheduler", "scheduler"), ("dashboard", "dashboard")) if own else (),
         expose=(Expose("dashboard", DASHBOARD_SUBDOMAIN, "dashboard", "/status"),) if own else (),
     )
@@ -181,5 +181,5 @@ def worker(ctx: Context, index: int, name: str | None = None, worker_name: str |
         health=joined_check(ctx.bind, pl.dashboard_port, worker_name, auth_headers(ctx)),
         cpus=1 if gpu else threads, memory=ctx.dask.memory_limit, state_dirs=(str(local_dir),),
         env=(*worker_env(ctx, pl), *env), replica_of=group or pl.worker_group, gpu=gpu,
-        task=worker_command(ctx, pl, threads),
+        task=worker_command(ctx, pl, threads), background=True,
     )

@@ -120,4 +120,5 @@ def render(ctx: Context) -> list[ServiceSpec]:
         files=(ConfigFile(str(config_path(ctx)), config_text(ctx)),),
         launches=Launcher("dask-gateway", str(config_path(ctx)), cluster_env(ctx), api="api",
                           proxy=("http", "scheduler-proxy")),
+        background=True,  # and its clusters, its children
     )]

@@ -1,5 +1,6 @@
 """Rendering is pure: same inputs, same specs; the specs say what a site admin would expect."""
 import json
+import re
 from pathlib import Path
 
 from afbox import services
@@ -147,6 +148,10 @@ def test_supervisor_conf_groups_and_quotes(tmp_path):
     unavailable = render_conf(services.render(ctx(xrootd=None)), sock=tmp_path / "s", logs=tmp_path, run=tmp_path,
                               identifier="x")
     assert "[program:xcache]" not in unavailable
+    # Dask and the gateway yield the CPU to what the person uses; nothing else is lowered
+    commands = dict(re.findall(r"^\[program:(.+)\]\ncommand=(.*)$", conf, re.M))
+    niced = sorted(n for n, c in commands.items() if c.startswith("nice -n 10 "))
+    assert niced == ["dask-scheduler", "dask-worker-1", "dask-worker-2", "gateway"]
 
 
 def test_restart_counts_from_supervisord_log(tmp_path):
