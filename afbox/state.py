@@ -44,6 +44,20 @@ def write_private(path: Path, text: str) -> None:
     os.chmod(path, 0o600)
 
 
+def replace_private(path: Path, data: str | bytes, owner: tuple[int, int] | None = None) -> None:
+    """A file readable only by its owner (`owner`: uid, gid to give it), 0600 from the start and put
+    in place by rename, so a reader never sees half of it (tokens that are renewed while read)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb" if isinstance(data, bytes) else "w") as f:
+        f.write(data)
+    os.chmod(tmp, 0o600)  # the umask may have narrowed it, never widened
+    if owner:
+        os.chown(tmp, *owner)
+    os.replace(tmp, path)
+
+
 def data_root() -> Path:
     """Where a facility's own origin keeps its files: user data, never purged by afbox."""
     if os.geteuid() == 0 and "XDG_DATA_HOME" not in os.environ:

@@ -5,12 +5,12 @@ the facility runs; written by rename so a reader never sees half a file.
 """
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 import jwt
 
+from ..state import replace_private
 from .identity import load
 from .tokens import COMPUTE, JUPYTER, mint, storage_read
 
@@ -18,13 +18,7 @@ SCOPE = f"{COMPUTE} {JUPYTER} {storage_read('/')}"
 
 
 def write(path: Path, identity_dir: Path, issuer: str, sub: str, lifetime: float, scope: str = SCOPE) -> None:
-    token = mint(load(identity_dir), issuer, sub, scope, issuer, lifetime=lifetime)
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(token + "\n")
-    os.replace(tmp, path)
+    replace_private(path, mint(load(identity_dir), issuer, sub, scope, issuer, lifetime=lifetime) + "\n")
 
 
 def stale(path: Path, lifetime: float, issuer: str, now: float | None = None) -> bool:

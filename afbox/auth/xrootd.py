@@ -132,14 +132,9 @@ def ensure_sss_keytab(path: Path) -> Path:
     if path.exists():
         return path
     import secrets
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    line = (f"0 u:xcache g:afbox n:afbox N:{secrets.randbits(62)} c:{int(time.time())} e:0 f:0 "
-            f"k:{secrets.token_hex(32)}\n")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(line)
-    os.replace(tmp, path)
+    from ..state import replace_private
+    replace_private(path, f"0 u:xcache g:afbox n:afbox N:{secrets.randbits(62)} c:{int(time.time())} e:0 f:0 "
+                          f"k:{secrets.token_hex(32)}\n")
     return path
 
 

@@ -11,7 +11,6 @@ import csv
 import fcntl
 import hashlib
 import hmac
-import os
 import secrets
 import time
 from contextlib import contextmanager
@@ -22,6 +21,7 @@ from pydantic import BaseModel
 
 from ..errors import AfboxError, ConfigError
 from ..class_spec import USERNAME, MasterclassSection
+from ..state import replace_private
 
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I/L: read off paper
 MIN_PASSWORD = 8
@@ -135,11 +135,7 @@ def load(path: Path) -> Accounts:
 
 
 def save(path: Path, accts: Accounts) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(accts.model_dump_json(indent=1))
-    os.replace(tmp, path)
+    replace_private(path, accts.model_dump_json(indent=1))
 
 
 def sync(path: Path, people: list[tuple[str, str, str]]) -> list[str]:

@@ -17,6 +17,7 @@ from jupyterhub.singleuser import extension
 from ..auth.facility_auth import ValidatorFromEnv
 from ..auth.tokens import JUPYTER
 from ..auth.validate import TokenRejected, bearer
+from ..state import replace_private
 
 SOURCE_ENV = "AFBOX_TOKEN_SOURCE"  # k3s: the student's token Secret, mounted (afbox.hub.kube)
 
@@ -46,12 +47,7 @@ def copy_token(source: Path, dest: Path) -> bool:
     token = source.read_bytes()
     if dest.exists() and dest.read_bytes() == token:
         return False
-    dest.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(token)
-    os.replace(tmp, dest)
+    replace_private(dest, token)
     return True
 
 

@@ -19,6 +19,7 @@ from ..auth.facility_auth import ENV_CA, ENV_ISSUER, ENV_KEYS, ENV_TRUSTED
 from ..auth.tokens import COMPUTE, JUPYTER, mint, storage_read
 from ..auth.identity import load as load_identity
 from ..units import human_bytes
+from ..state import replace_private
 from . import home as homes, isolation, limits
 
 STUDENT_ENV = "AFBOX_STUDENT"  # marks every process of a student (afbox class status finds them by it)
@@ -118,16 +119,9 @@ class ClassSpawner(Student, LocalProcessSpawner):
     # -- files ------------------------------------------------------------------------------
     def write_token(self, owner: tuple[int, int] | None) -> None:
         path = self.token_path
-        token = self.mint_token()
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(token + "\n")
+        replace_private(path, self.mint_token() + "\n", owner)
         if owner:
-            os.chown(tmp, *owner)
             os.chown(path.parent, *owner)
-        os.replace(tmp, path)
 
     def prepare(self) -> None:
         """Blocking: the unix user, home, token and cgroup (run in a thread)."""

@@ -7,13 +7,13 @@ where the cache's xrootd (its own user, when afbox runs as root) reads it as BEA
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 from ..auth import token_file
 from ..auth.identity import load
 from ..auth.site_trust import SITE_TOKEN_LIFETIME
 from ..auth.tokens import mint
+from ..state import replace_private
 
 log = logging.getLogger("afbox.sites")
 SUBJECT = "xcache"
@@ -47,11 +47,4 @@ def _scope(path: Path) -> str | None:
 
 
 def _write(path: Path, token: str, owner) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(token + "\n")
-    if owner:
-        os.chown(tmp, *owner)
-    os.replace(tmp, path)
+    replace_private(path, token + "\n", owner)

@@ -11,7 +11,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from ..errors import AfboxError
-from ..state import FacilityState
+from ..state import FacilityState, replace_private
 from .model import NAME, Invite, Site
 
 CACHE_SLOTS = 10  # caches kept here for peers' data (ports.PEER_CACHE_FIRST onwards)
@@ -96,10 +96,4 @@ class SiteStore:
 
 
 def write_private(path: Path, text: str) -> None:
-    """0600 from the start, replaced by rename: a reader never sees half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    replace_private(path, text)
