@@ -34,7 +34,7 @@ RUNNING = ["kubectl", "get", "deployments,statefulsets", "-n", NS, "-l", SEL, "-
 DELETE = [["kubectl", "delete", kinds, "-n", NS, "-l", SEL, "--ignore-not-found", "--wait=true", "--timeout=120s"]
           for kinds in ("daskclusters.gateway.dask.org",
                         "deployments,statefulsets,services,configmaps,secrets,ingresses,networkpolicies,"
-                        "serviceaccounts,roles,rolebindings,ingressroutes.traefik.io")]
+                        "serviceaccounts,roles,rolebindings,ingressroutes.traefik.io,pods")]
 
 
 def rollout(kind, name, timeout=300):

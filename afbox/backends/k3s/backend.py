@@ -37,9 +37,10 @@ from . import install
 from .install import agent_images_dir, place_images
 
 WORKLOAD_KINDS = "deployments,statefulsets"
-# down deletes what a facility's `up` created, except its volumes
+# down deletes what a facility's `up` created, except its volumes; then the pods no workload owns
+# (a class's hub starts students' servers as pods of their own, labelled with the facility)
 DELETE_KINDS = ("deployments,statefulsets,services,configmaps,secrets,ingresses,networkpolicies,"
-                "serviceaccounts,roles,rolebindings,ingressroutes.traefik.io")
+                "serviceaccounts,roles,rolebindings,ingressroutes.traefik.io,pods")
 CLUSTER_KIND = "daskclusters.gateway.dask.org"  # what dask-gateway's Kubernetes backend creates
 NOT_RUNNING = {"CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "CreateContainerConfigError",
                "RunContainerError", "InvalidImageName"}
