@@ -14,7 +14,7 @@ from dataclasses import replace
 from ....hub.paths import TOKEN_SECRET, TOKEN_SOURCE
 from ....spec import ServiceSpec
 from .launcher import API_SERVER_PORTS
-from .objects import labels, meta
+from .objects import labels, meta, selector, service_account
 from .pod import UID, VENV_BIN, workload_of
 from .workloads import HOME, RESTRICTED
 
@@ -29,7 +29,7 @@ def student_labels(facility: str) -> dict[str, str]:
 
 
 def student_selector(facility: str) -> dict:
-    return {"matchLabels": {"app.kubernetes.io/instance": facility, "app.kubernetes.io/name": STUDENTS}}
+    return {"matchLabels": selector(facility, STUDENTS)}
 
 
 def spawner_settings(spec: ServiceSpec, ns: str, facility: str, image: str, limits: dict) -> dict:
@@ -87,22 +87,16 @@ def in_pod(workload: dict, spec: ServiceSpec) -> dict:
 
 
 def objects(spec: ServiceSpec, ns: str, facility: str) -> list[dict]:
-    name = workload_of(spec)
     rules = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch", "create", "delete"]},
              {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create", "update", "delete"]},
              {"apiGroups": [""], "resources": ["events"], "verbs": ["get", "list", "watch"]}]
-    return [{"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(name, ns, facility)},
-            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta(name, ns, facility),
-             "rules": rules},
-            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": meta(name, ns, facility),
-             "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ns}],
-             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name}}]
+    return service_account(workload_of(spec), ns, facility, rules)
 
 
 def policies(spec: ServiceSpec, ns: str, facility: str, flows: dict) -> tuple[list[dict], dict]:
     """The students' NetworkPolicy, and the rules the hub's own gains. flows: (students, server) ->
     ports of the addresses students are given (the gateway, the XCache, the issuer)."""
-    from .network import DNS, _ports, selector
+    from .network import DNS, _ports
     hub = {"podSelector": {"matchLabels": selector(facility, workload_of(spec))}}
     students = {"podSelector": student_selector(facility)}
     internal = spec.port_dict[spec.launches.api]

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ....spec import ServiceSpec
-from .objects import labels, meta
+from .objects import labels, meta, service_account
 from .pod import UID, VENV_BIN, workload_of
 from .workloads import RESTRICTED, port_name
 
@@ -142,12 +142,7 @@ def objects(spec: ServiceSpec, ns: str, facility: str, image: str, controller_po
     }
     out = [crd]
     for name, role_rules in rules.items():
-        out += [{"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(name, ns, facility)},
-                {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta(name, ns, facility),
-                 "rules": role_rules},
-                {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": meta(name, ns, facility),
-                 "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ns}],
-                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name}}]
+        out += service_account(name, ns, facility, role_rules)
     out.append({"apiVersion": "traefik.io/v1alpha1", "kind": "IngressRoute",
                 "metadata": {**meta(f"{w}-api", ns, facility), "labels": cluster_labels(facility)},
                 "spec": {"entryPoints": [WEB], "routes": [{"kind": "Rule", "match": "PathPrefix(`/`)",

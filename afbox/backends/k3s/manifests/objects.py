@@ -35,6 +35,16 @@ def namespace(name: str, facility: str) -> dict:
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": m}
 
 
+def service_account(name: str, ns: str, facility: str, rules: list[dict]) -> list[dict]:
+    """A ServiceAccount with a Role of its own in the namespace (these rules only), bound to it."""
+    return [{"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(name, ns, facility)},
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta(name, ns, facility),
+             "rules": rules},
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": meta(name, ns, facility),
+             "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ns}],
+             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name}}]
+
+
 def secret_key(path: str) -> str:
     """A Secret/ConfigMap key for a relative file path (keys allow only [-._a-zA-Z0-9])."""
     return re.sub(r"[^-._a-zA-Z0-9]", "_", path)
