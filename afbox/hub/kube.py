@@ -22,7 +22,6 @@ from .singleuser import SOURCE_ENV
 from .spawner import Student
 
 
-
 class ClassKubeSpawner(Student, KubeSpawner):
     _minted: float = 0.0
     _token: str = ""
