@@ -4,7 +4,8 @@ gateway cluster. Peer in the same run: a plain JupyterHub (SimpleLocalProcessSpa
 isolation) under the same load. Needs root: the class makes a unix user per student.
 
 Figures: time until every student has computed, p50/p95 time to first result, memory per idle
-student (everything that runs as them: server, kernel, and for afbox their Dask cluster)."""
+student (everything that runs as them: server, kernel, and for afbox their Dask cluster), as PSS
+(what they cost: shared pages divided among the processes sharing them) and as RSS."""
 from __future__ import annotations
 
 import asyncio
@@ -20,6 +21,7 @@ from pathlib import Path
 import httpx
 import psutil
 
+from afbox.hub.status import memory_of, student_processes, unix_users
 from bench.common import BIN, afbox, isolated_env
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "integration"))
@@ -81,17 +83,24 @@ def _figures(results: list[dict]) -> dict:
             "p95_first_s": firsts[min(len(firsts) - 1, round(0.95 * (len(firsts) - 1)))]}
 
 
-def _rss_by(var: str) -> dict[str, int]:
-    """Resident memory of every process carrying `var` in its environment, summed per its value."""
-    out: dict[str, int] = {}
+def _procs_by(var: str) -> dict[str, list[psutil.Process]]:
+    """Every process carrying `var` in its environment, by its value."""
+    out: dict[str, list[psutil.Process]] = {}
     for p in psutil.process_iter():
         try:
             who = p.environ().get(var)
             if who:
-                out[who] = out.get(who, 0) + p.memory_info().rss
+                out.setdefault(who, []).append(p)
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
     return out
+
+
+def _idle_memory(procs: dict[str, list[psutil.Process]], people) -> dict:
+    """Mean per student, MB: PSS (shared pages divided among their sharers) and RSS (counted in each)."""
+    per = [memory_of(procs.get(p, [])) for p in people]
+    return {"idle_mb_per_student": statistics.mean(m[0] for m in per) / 2**20,
+            "idle_rss_mb_per_student": statistics.mean(m[1] for m in per) / 2**20}
 
 
 def afbox_class(n: int, spawns: int) -> dict:
@@ -112,8 +121,7 @@ def afbox_class(n: int, spawns: int) -> dict:
         time.sleep(10)  # kernels and clusters settle into idle
         status = json.loads(subprocess.run([str(BIN / "afbox"), "class", "status", "--json", "--name", NAME],
                                            env=env, capture_output=True, text=True, check=True).stdout)
-        mem = [s["memory"] for s in status["students"] if s["role"] == "student"]
-        out["idle_mb_per_student"] = statistics.mean(mem) / 2**20
+        out |= _idle_memory(student_processes(unix_users(NAME, people)), people)
         out["computing"] = sum(1 for s in status["students"] if s["dask"] > 0)
         return out
     finally:
@@ -148,8 +156,7 @@ def plain_hub(n: int, spawns: int) -> dict:
         people = {f"student{i:02d}": PASSWORD for i in range(1, n + 1)}
         out = _figures(_load(url, people, None, dask=False)) | {"up_s": up}
         time.sleep(10)
-        mem = _rss_by("JUPYTERHUB_USER")
-        out["idle_mb_per_student"] = statistics.mean(mem.get(p, 0) for p in people) / 2**20
+        out |= _idle_memory(_procs_by("JUPYTERHUB_USER"), people)
         return out
     finally:
         hub.terminate()  # the hub stops its proxy and the servers it spawned
@@ -175,8 +182,11 @@ def run(quick: bool = False) -> tuple[list[tuple[str, str, str, str]], dict]:
          f"{mine['p50_first_s'] / peer['p50_first_s']:.2f}x"),
         ("time to first result, p95", f"{mine['p95_first_s']:.1f} s", f"{peer['p95_first_s']:.1f} s",
          f"{mine['p95_first_s'] / peer['p95_first_s']:.2f}x"),
-        ("memory per idle student", f"{mine['idle_mb_per_student']:.0f} MB (with Dask)",
+        ("memory per idle student, PSS", f"{mine['idle_mb_per_student']:.0f} MB (with Dask)",
          f"{peer['idle_mb_per_student']:.0f} MB", f"{mine['idle_mb_per_student'] / peer['idle_mb_per_student']:.2f}x"),
+        ("memory per idle student, RSS", f"{mine['idle_rss_mb_per_student']:.0f} MB (with Dask)",
+         f"{peer['idle_rss_mb_per_student']:.0f} MB",
+         f"{mine['idle_rss_mb_per_student'] / peer['idle_rss_mb_per_student']:.2f}x"),
         ("hub up", f"{mine['up_s']:.1f} s (whole facility)", f"{peer['up_s']:.1f} s", ""),
     ]
     return rows, {"students": n, "concurrent_spawns": spawns, "afbox": mine, "plain_hub": peer}

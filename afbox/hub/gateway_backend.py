@@ -73,6 +73,16 @@ class ClassBackend(FacilityBackend):
         group.prepare(cluster.username, limits.Limits(self.memory, self.cpus))
         return isolation.drop_to(uid, gid, cluster.state["workdir"], lambda: group.enter(cluster.username))
 
+    def process_owner(self, cluster):
+        if not self.in_class(cluster.username):
+            return super().process_owner(cluster)
+        if self.isolation != "users":
+            return None  # bubblewrap starts a program: a subprocess
+        uid, gid = self.owner(cluster.username)
+        group = self.cgroups()
+        group.prepare(cluster.username, limits.Limits(self.memory, self.cpus))
+        return (uid, gid), [str(p) for p in group.procs_files(cluster.username)]
+
     def get_env(self, cluster):
         env = super().get_env(cluster)
         if self.in_class(cluster.username):

@@ -63,10 +63,14 @@ class Cgroups:
             _write(d / "cpu.max", f"{int(limits.cpus * PERIOD_US)} {PERIOD_US}")
             _write(d / "pids.max", limits.tasks)
 
+    def procs_files(self, group: str) -> list[Path]:
+        """What a process writes its pid to, to enter the group (none where limits come from a program)."""
+        return [d / "cgroup.procs" for d in self.dirs(group)] if self.kind in ("cgroup-v1", "cgroup-v2") else []
+
     def enter(self, group: str) -> None:
         """Move the calling process into the group: called in a child before it drops privileges."""
-        for d in self.dirs(group) if self.kind in ("cgroup-v1", "cgroup-v2") else ():
-            _write(d / "cgroup.procs", os.getpid())
+        for procs in self.procs_files(group):
+            _write(procs, os.getpid())
 
     def wrap(self, unit: str, limits: Limits, argv: list[str]) -> list[str]:
         """The command inside the limits where they come from a program rather than from `enter`."""

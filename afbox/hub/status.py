@@ -1,8 +1,10 @@
 """A running class as the tutor sees it: who has logged in, their server, kernels, Dask processes and
 memory, and whether the box admits more. Read from the hub's REST API and the students' processes
-(each carries AFBOX_STUDENT in its environment); `afbox class status` and the console show it."""
+(as root each runs as the student's unix user; otherwise it carries AFBOX_STUDENT in its environment);
+`afbox class status` and the console show it."""
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,7 +32,7 @@ class Student:
     last_activity: float | None = None
     kernels: int = 0
     dask: int = 0                 # scheduler and worker processes
-    memory: int = 0               # bytes, resident, all their processes
+    memory: int = 0               # bytes, all their processes, shared pages divided among sharers (PSS)
     oom_kills: int = 0
 
 
@@ -82,20 +84,50 @@ def hub_users(settings: dict, paths: ClassPaths) -> list[dict]:
     return r.json()
 
 
-def student_processes() -> dict[str, list[psutil.Process]]:
-    """Each student's processes: servers, kernels, Dask, found by the marker in their environment."""
-    out: dict[str, list[psutil.Process]] = {}
-    for p in psutil.process_iter(["cmdline"]):
-        argv = p.info["cmdline"] or []
-        cmd = " ".join(argv)
-        if not argv or Path(argv[0]).name == "bwrap" or "python" not in cmd or not any(k in cmd for k in ("afbox.hub.singleuser", "ipykernel", "dask")):
+FORKED_DASK = ("dask-scheduler", "dask-worker")  # names of the gateway's forked processes (afbox.plugins.forkserver)
+
+
+def _kind(p: psutil.Process) -> str:
+    """kernel, dask, server or '' (none of a student's)."""
+    argv = p.info["cmdline"] or []
+    if p.info["name"] in FORKED_DASK:
+        return "dask"  # forked: its command line and environment are the forkserver's
+    cmd = " ".join(argv)
+    if not argv or Path(argv[0]).name == "bwrap" or "python" not in cmd:
+        return ""
+    return next((kind for key, kind in (("ipykernel", "kernel"), ("dask", "dask"), ("afbox.hub.singleuser", "server"))
+                 if key in cmd), "")
+
+
+def student_processes(users: dict[int, str] | None = None) -> dict[str, list[tuple[psutil.Process, str]]]:
+    """Each student's processes with their kind: by their unix user where `users` maps uids to
+    students, else by the marker in their environment."""
+    out: dict[str, list[tuple[psutil.Process, str]]] = {}
+    for p in psutil.process_iter(["cmdline", "name", "uids"]):
+        kind = _kind(p)
+        if not kind:
             continue
-        try:
-            who = p.environ().get(STUDENT_ENV)
-        except (psutil.Error, OSError):
-            continue
+        if users is not None:
+            who = users.get(p.info["uids"].real) if p.info["uids"] else None
+        else:
+            try:
+                who = p.environ().get(STUDENT_ENV)
+            except (psutil.Error, OSError):
+                continue
         if who:
-            out.setdefault(who, []).append(p)
+            out.setdefault(who, []).append((p, kind))
+    return out
+
+
+def unix_users(facility: str, names) -> dict[int, str]:
+    """uid -> student, for the students that have a unix user (a class run as root)."""
+    import pwd
+    out = {}
+    for name in names:
+        try:
+            out[pwd.getpwnam(isolation.unix_name(facility, name)).pw_uid] = name
+        except KeyError:
+            pass
     return out
 
 
@@ -108,14 +140,18 @@ def _server_state(user: dict) -> str:
     return server.get("pending") or "starting"
 
 
-def _memory(procs: list[psutil.Process]) -> int:
-    total = 0
+def memory_of(procs: list[psutil.Process]) -> tuple[int, int]:
+    """(proportional, resident) bytes: PSS divides a page among the processes sharing it (libraries,
+    and what the gateway's forked Dask processes share with their forkserver); RSS counts it in each."""
+    pss = rss = 0
     for p in procs:
         try:
-            total += p.memory_info().rss
-        except psutil.Error:
-            pass
-    return total
+            full = p.memory_full_info()
+            pss, rss = pss + full.pss, rss + full.rss
+        except (psutil.Error, AttributeError):
+            with contextlib.suppress(psutil.Error):
+                rss += p.memory_info().rss
+    return pss, rss
 
 
 def class_status(name: str) -> ClassStatus:
@@ -129,17 +165,16 @@ def class_status(name: str) -> ClassStatus:
         users = {u["name"]: u for u in hub_users(settings, paths)}
     except (OSError, httpx.HTTPError) as e:
         users, out.error = {}, f"the hub did not answer: {e}"
-    procs = student_processes()
+    procs = student_processes(unix_users(settings["facility"], accts.accounts) if mode == "users" else None)
     for a in sorted(accts.accounts.values(), key=lambda a: (a.role != "student", a.name)):
         u = users.get(a.name, {})
         mine = procs.get(a.name, [])
-        cmds = [" ".join(p.info["cmdline"] or []) for p in mine]
+        kinds = [k for _, k in mine]
         last = u.get("last_activity")
         out.students.append(Student(
             name=a.name, role=a.role, logged_in=a.password is not None, server=_server_state(u) if u else "stopped",
-            last_activity=_epoch(last) if last else None,
-            kernels=sum("ipykernel" in c for c in cmds), dask=sum("dask" in c for c in cmds),
-            memory=_memory(mine), oom_kills=groups.oom_kills(a.name)))
+            last_activity=_epoch(last) if last else None, kernels=kinds.count("kernel"), dask=kinds.count("dask"),
+            memory=memory_of([p for p, _ in mine])[0], oom_kills=groups.oom_kills(a.name)))
     return out
 
 

@@ -224,6 +224,11 @@ def test_gateway_cluster_computes_with_a_token_and_401_without(world):
                                  headers={"Authorization": f"Bearer {fac.token()}"}).status_code == 200
                 # a worker runs without a nanny: when it dies the gateway starts another in its place
                 (pid,) = client.run(os.getpid).values()
+                # forked from the gateway's warm interpreter (afbox.plugins.forkserver), not a fresh one
+                worker = psutil.Process(pid)
+                assert worker.name() == "dask-worker"
+                assert "afbox.plugins.forkserver" in " ".join(worker.parent().cmdline())
+                assert "dask-gateway-server" in " ".join(worker.parent().parent().cmdline())
                 os.kill(pid, signal.SIGKILL)
                 deadline = time.monotonic() + 60
                 while time.monotonic() < deadline:

@@ -38,7 +38,12 @@ print(json.dumps({"user": pwd.getpwuid(os.getuid()).pw_name, "home": os.getcwd()
 CELL_DASK = """import afbox, dask.array as da, json
 client = afbox.client()
 total = int(da.arange(100_000, chunks=10_000).sum().compute())
-print(json.dumps({"sum": total, "cluster": afbox.gateway().list_clusters()[0].name}))"""
+def where():
+    import os, pwd
+    return {"user": pwd.getpwuid(os.getuid()).pw_name, "cgroup": open("/proc/self/cgroup").read(),
+            "parent": open(f"/proc/{os.getppid()}/cmdline").read().replace("\\0", " ")}
+print(json.dumps({"sum": total, "cluster": afbox.gateway().list_clusters()[0].name,
+                  "workers": list(client.run(where).values())}))"""
 CELL_DATA = """import uproot, json
 with uproot.open("{url}") as f:
     print(json.dumps({{"x": float(f["Events"]["x"].array(library="np").sum())}}))"""
@@ -150,11 +155,16 @@ def live(klass, sessions):
 def test_students_compute_on_their_own_clusters(klass, sessions):
     results = sessions
     clusters = set()
+    limits_kind = klass.class_status()["limits"]
     for name, r in results.items():
         assert r["who"] == {"user": f"{NAME}-{name}", "home": str(klass.home(name)), "sub": name}
         assert r["dask"]["sum"] == sum(range(100_000))
         assert r["data"]["x"] == pytest.approx(klass.x_sum)
         clusters.add(r["dask"]["cluster"])
+        for w in r["dask"]["workers"]:  # forked by the gateway's forkserver, as the student, in their limits
+            assert w["user"] == f"{NAME}-{name}" and "afbox.plugins.forkserver" in w["parent"]
+            if limits_kind in ("cgroup-v1", "cgroup-v2"):
+                assert any(line.endswith(f"/afbox/{NAME}/{name}") for line in w["cgroup"].splitlines()), w["cgroup"]
         assert (klass.home(name) / "agc_demo.ipynb").exists()  # the class content
         assert stat.S_IMODE(klass.home(name).stat().st_mode) == 0o700
         assert klass.home(name).stat().st_uid == pwd.getpwnam(f"{NAME}-{name}").pw_uid
