@@ -3,8 +3,8 @@
 Each `dask scheduler` / `dask worker` the gateway starts is otherwise a fresh interpreter that spends
 about a second of CPU importing distributed, the dashboard (bokeh) and the preloads before it
 listens: the larger part of a cluster's start on a small box, and of a class's thirty. This process
-imports them once; a child forked from it starts listening in tens of milliseconds and shares those
-pages with its siblings.
+imports them once (when the box has a core to spare, or at the first request); a child forked from
+it starts listening in tens of milliseconds and shares those pages with its siblings.
 
     python -m afbox.plugins.forkserver ROOT SOCKET [PARENT_PID]    (it ends when its parent does)
 
@@ -29,6 +29,7 @@ import signal
 import socket
 import struct
 import sys
+import time
 from dataclasses import asdict, dataclass, field
 
 COMMANDS = {"scheduler": "distributed.cli.dask_scheduler", "worker": "distributed.cli.dask_worker"}
@@ -36,6 +37,8 @@ COMMANDS = {"scheduler": "distributed.cli.dask_scheduler", "worker": "distribute
 PRELOAD = (*COMMANDS.values(), "distributed.dashboard.scheduler", "dask_gateway.scheduler_preload",
            "afbox.plugins.dask_dashboard")
 MAX_REQUEST = 1 << 20
+QUIET_IDLE = 0.4     # share of the CPUs idle over two samples in a row: the box is quiet
+QUIET_WAIT_S = 30.0  # import anyway after this long
 
 
 @dataclass
@@ -81,7 +84,7 @@ def _exactly(conn: socket.socket, n: int) -> bytes:
     return buf
 
 
-async def request(path: str, req: Request, timeout: float = 10.0) -> int:
+async def request(path: str, req: Request, timeout: float = 30.0) -> int:
     """Ask the server at `path` for a child; its pid. OSError/RuntimeError when it cannot."""
     async def ask() -> dict:
         reader, writer = await asyncio.open_unix_connection(path)
@@ -185,9 +188,28 @@ def _peer_uid(conn: socket.socket) -> int:
     return struct.unpack("3i", creds)[1]
 
 
+def _wait_for_quiet(listener: socket.socket, parent: int) -> str:
+    """Until the box has a core to spare (the facility has started) or a request comes; why it stopped.
+
+    The imports take about a second of CPU: during `afbox up` that second would be taken from the
+    services the person is waiting on."""
+    import select
+    import psutil
+    calm, last = 0, psutil.cpu_times()
+    deadline = time.monotonic() + QUIET_WAIT_S
+    while time.monotonic() < deadline and os.getppid() == parent:
+        if select.select([listener], [], [], 0.25)[0]:
+            return "a request"
+        now = psutil.cpu_times()
+        busy = sum(now) - sum(last) - (now.idle - last.idle) - (getattr(now, "iowait", 0) - getattr(last, "iowait", 0))
+        total = sum(now) - sum(last)
+        calm, last = (calm + 1 if total and 1 - busy / total >= QUIET_IDLE else 0), now
+        if calm >= 2:
+            return "the box is quiet"
+    return "waited long enough"
+
+
 def serve(root: str, path: str, parent: int) -> None:
-    for name in PRELOAD:
-        __import__(name)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel: none lingers a zombie
     if os.path.exists(path):
         os.unlink(path)
@@ -198,8 +220,13 @@ def serve(root: str, path: str, parent: int) -> None:
     finally:
         os.umask(old)
     listener.listen(16)
+    why = _wait_for_quiet(listener, parent)
+    t0 = time.monotonic()
+    for name in PRELOAD:
+        __import__(name)
+    print(f"forkserver ready at {path}: {len(sys.modules)} modules imported in {time.monotonic() - t0:.1f} s, "
+          f"when {why}", flush=True)
     listener.settimeout(1.0)
-    print(f"forkserver ready at {path} ({len(sys.modules)} modules loaded)", flush=True)
     while os.getppid() == parent:  # the gateway is gone: so is this
         try:
             conn, _ = listener.accept()

@@ -78,6 +78,7 @@ def config_text(ctx: Context) -> str:
         "FacilityBackend.port_first": ctx.base + GATEWAY_FIRST,
         "FacilityBackend.port_count": GATEWAY_SIZE,
         "FacilityBackend.clusters_directory": str(ctx.state.run / "gateway-clusters"),
+        "FacilityBackend.use_forkserver": ctx.facility.gateway.warm,
         # its clusters' dashboards ask for a facility token like the facility's own
         "ClusterConfig.scheduler_cmd": [f"{ctx.bin_dir}/dask", "scheduler", "--preload", dask.PRELOAD],
         # no nanny: a second interpreter per worker would add ~0.4 s to every cluster's start on a small

@@ -235,3 +235,11 @@ def test_a_container_runtime_wraps_every_rendered_service():
     for s in specs:
         assert s.argv[:2] == ("apptainer", "exec") and "/img/analysis.sif" in s.argv, s.name
     assert all(s.argv[0] != "apptainer" for s in services.render(ctx()))
+
+
+def test_gateway_forks_its_clusters_from_a_warm_interpreter_unless_told_not_to():
+    def config(over=None):
+        (spec,) = [s for s in services.render(ctx(overrides=over or {})) if s.name == "gateway"]
+        return spec.files[0].text
+    assert "c.FacilityBackend.use_forkserver = True" in config()
+    assert "c.FacilityBackend.use_forkserver = False" in config({"gateway": {"warm": False}})
