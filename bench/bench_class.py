@@ -121,7 +121,8 @@ def afbox_class(n: int, spawns: int) -> dict:
         time.sleep(10)  # kernels and clusters settle into idle
         status = json.loads(subprocess.run([str(BIN / "afbox"), "class", "status", "--json", "--name", NAME],
                                            env=env, capture_output=True, text=True, check=True).stdout)
-        out |= _idle_memory(student_processes(unix_users(NAME, people)), people)
+        theirs = student_processes(unix_users(NAME, people))
+        out |= _idle_memory({who: [p for p, _ in procs] for who, procs in theirs.items()}, people)
         out["computing"] = sum(1 for s in status["students"] if s["dask"] > 0)
         return out
     finally:
