@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import gc
 import json
 import os
 import signal
@@ -224,6 +225,10 @@ def serve(root: str, path: str, parent: int) -> None:
     t0 = time.monotonic()
     for name in PRELOAD:
         __import__(name)
+    # the imported objects stay out of the collector's passes: in a child those passes would write to
+    # (and so copy) every page of them that it still shares with its siblings
+    gc.collect()
+    gc.freeze()
     print(f"forkserver ready at {path}: {len(sys.modules)} modules imported in {time.monotonic() - t0:.1f} s, "
           f"when {why}", flush=True)
     listener.settimeout(1.0)
