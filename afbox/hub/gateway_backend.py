@@ -68,9 +68,7 @@ class ClassBackend(FacilityBackend):
     def make_preexec_fn(self, cluster):
         if self.isolation != "users" or not self.in_class(cluster.username):
             return super().make_preexec_fn(cluster)
-        uid, gid = self.owner(cluster.username)
-        group = self.cgroups()
-        group.prepare(cluster.username, limits.Limits(self.memory, self.cpus))
+        uid, gid, group = self._limited(cluster.username)
         return isolation.drop_to(uid, gid, cluster.state["workdir"], lambda: group.enter(cluster.username))
 
     def process_owner(self, cluster):
@@ -78,10 +76,15 @@ class ClassBackend(FacilityBackend):
             return super().process_owner(cluster)
         if self.isolation != "users":
             return None  # bubblewrap starts a program: a subprocess
-        uid, gid = self.owner(cluster.username)
-        group = self.cgroups()
-        group.prepare(cluster.username, limits.Limits(self.memory, self.cpus))
+        uid, gid, group = self._limited(cluster.username)
         return (uid, gid), [str(p) for p in group.procs_files(cluster.username)]
+
+    def _limited(self, username: str) -> tuple[int, int, limits.Cgroups]:
+        """The student's unix user, and their cgroup with its limits set (as root, in the gateway)."""
+        uid, gid = self.owner(username)
+        group = self.cgroups()
+        group.prepare(username, limits.Limits(self.memory, self.cpus))
+        return uid, gid, group
 
     def get_env(self, cluster):
         env = super().get_env(cluster)

@@ -148,9 +148,11 @@ def memory_of(procs: list[psutil.Process]) -> tuple[int, int]:
         try:
             full = p.memory_full_info()
             pss, rss = pss + full.pss, rss + full.rss
-        except (psutil.Error, AttributeError):
+        except psutil.AccessDenied:  # smaps is not ours to read: what the resident size says at least
             with contextlib.suppress(psutil.Error):
                 rss += p.memory_info().rss
+        except psutil.Error:
+            continue
     return pss, rss
 
 

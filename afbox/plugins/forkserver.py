@@ -38,7 +38,7 @@ COMMANDS = {"scheduler": "distributed.cli.dask_scheduler", "worker": "distribute
 PRELOAD = (*COMMANDS.values(), "distributed.dashboard.scheduler", "dask_gateway.scheduler_preload",
            "afbox.plugins.dask_dashboard")
 MAX_REQUEST = 1 << 20
-QUIET_IDLE = 0.4     # share of the CPUs idle over two samples in a row: the box is quiet
+QUIET_IDLE = 40      # % of the CPUs idle over two samples in a row: the box is quiet
 QUIET_WAIT_S = 30.0  # import anyway after this long
 
 
@@ -62,27 +62,17 @@ def command_of(argv: list[str]) -> tuple[str, list[str]] | None:
     return None
 
 
-def _send(conn: socket.socket, obj: dict) -> None:
+def _frame(obj: dict) -> bytes:
     data = json.dumps(obj).encode()
-    conn.sendall(struct.pack("!I", len(data)) + data)
+    return struct.pack("!I", len(data)) + data
 
 
 def _recv(conn: socket.socket) -> dict:
-    head = _exactly(conn, 4)
-    (size,) = struct.unpack("!I", head)
-    if size > MAX_REQUEST:
-        raise ValueError(f"request of {size} bytes")
-    return json.loads(_exactly(conn, size))
-
-
-def _exactly(conn: socket.socket, n: int) -> bytes:
-    buf = b""
-    while len(buf) < n:
-        chunk = conn.recv(n - len(buf))
-        if not chunk:
-            raise ConnectionError("closed")
-        buf += chunk
-    return buf
+    with conn.makefile("rb") as f:
+        (size,) = struct.unpack("!I", f.read(4))
+        if size > MAX_REQUEST:
+            raise ValueError(f"request of {size} bytes")
+        return json.loads(f.read(size))
 
 
 async def request(path: str, req: Request, timeout: float = 30.0) -> int:
@@ -90,8 +80,7 @@ async def request(path: str, req: Request, timeout: float = 30.0) -> int:
     async def ask() -> dict:
         reader, writer = await asyncio.open_unix_connection(path)
         try:
-            data = json.dumps(asdict(req)).encode()
-            writer.write(struct.pack("!I", len(data)) + data)
+            writer.write(_frame(asdict(req)))
             await writer.drain()
             (size,) = struct.unpack("!I", await reader.readexactly(4))
             return json.loads(await reader.readexactly(size))
@@ -196,15 +185,13 @@ def _wait_for_quiet(listener: socket.socket, parent: int) -> str:
     services the person is waiting on."""
     import select
     import psutil
-    calm, last = 0, psutil.cpu_times()
-    deadline = time.monotonic() + QUIET_WAIT_S
+    psutil.cpu_times_percent(None)  # each call measures since the one before
+    calm, deadline = 0, time.monotonic() + QUIET_WAIT_S
     while time.monotonic() < deadline and os.getppid() == parent:
         if select.select([listener], [], [], 0.25)[0]:
             return "a request"
-        now = psutil.cpu_times()
-        busy = sum(now) - sum(last) - (now.idle - last.idle) - (getattr(now, "iowait", 0) - getattr(last, "iowait", 0))
-        total = sum(now) - sum(last)
-        calm, last = (calm + 1 if total and 1 - busy / total >= QUIET_IDLE else 0), now
+        t = psutil.cpu_times_percent(None)
+        calm = calm + 1 if t.idle + getattr(t, "iowait", 0) >= QUIET_IDLE else 0
         if calm >= 2:
             return "the box is quiet"
     return "waited long enough"
@@ -243,10 +230,10 @@ def serve(root: str, path: str, parent: int) -> None:
                 if _peer_uid(conn) != os.getuid():
                     raise PermissionError("only the gateway's own user may ask")
                 req = Request(**_recv(conn))
-                _send(conn, {"pid": _fork(req, root)})
+                conn.sendall(_frame({"pid": _fork(req, root)}))
             except Exception as e:  # one bad request never stops the server
                 try:
-                    _send(conn, {"error": f"{type(e).__name__}: {e}"})
+                    conn.sendall(_frame({"error": f"{type(e).__name__}: {e}"}))
                 except OSError:
                     pass
     listener.close()

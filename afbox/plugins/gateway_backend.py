@@ -9,16 +9,19 @@ plain subprocesses, as the stock backend does.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
 import sys
 import tempfile
+from pathlib import Path
 
 from dask_gateway_server.backends.local import UnsafeLocalBackend
 from traitlets import Bool, Integer
 
 from ..host import port_free
+from ..state import replace_private
 from . import forkserver
 
 HOST = "127.0.0.1"
@@ -43,14 +46,6 @@ def _set(cmd: list[str], values: dict[str, str | None]) -> list[str]:
         if flag not in seen and value is not None:
             out += [flag, value]
     return out
-
-
-def _write_private(path: str, text: str, owner: tuple[int, int] | None) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        if owner:
-            os.fchown(fd, *owner)
-        f.write(text)
 
 
 class FacilityBackend(UnsafeLocalBackend):
@@ -99,7 +94,7 @@ class FacilityBackend(UnsafeLocalBackend):
         return os.path.join(self._socket_dir, "sock")
 
     async def _forkserver_ready(self, timeout: float = 10.0) -> bool:
-        """Wait for the warm interpreter (it is importing while the gateway starts); False if it is gone."""
+        """Wait for the warm interpreter to listen (just after the gateway starts); False if it is gone."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while self._forkserver and self._forkserver.returncode is None and loop.time() < deadline:
@@ -123,12 +118,13 @@ class FacilityBackend(UnsafeLocalBackend):
                                      log=os.path.join(self.get_logs_directory(workdir), name + ".log"),
                                      user=owner[0], cgroups=owner[1])
             try:
-                _write_private(req.env_file, json.dumps(dict(env)), owner[0])
+                replace_private(Path(req.env_file), json.dumps(dict(env)), owner[0])
                 return await forkserver.request(self._socket_path(), req)
             except (OSError, RuntimeError, ValueError) as e:
-                for path in (req.env_file, req.log):
-                    if os.path.exists(path) and (path == req.env_file or not os.path.getsize(path)):
-                        os.unlink(path)  # made before the fork failed: the subprocess makes its own
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(req.env_file)
+                if os.path.exists(req.log) and not os.path.getsize(req.log):
+                    os.unlink(req.log)  # made before the fork failed: the subprocess makes its own
                 self.log.warning("forkserver could not start %s of %s (%s): starting a new interpreter",
                                  name, cluster.name, e)
         return await super().start_process(cluster, cmd, env, name)
